@@ -1,0 +1,159 @@
+"""Locally connected layers (unshared filters): the NumPy reference.
+
+Like a convolution (cross-correlation, implicit zero padding, the same output size rule and groups,
+see ``pyconvnet.ops.conv``), but every output position has its own filter bank.
+
+Layouts (C-contiguous, batch innermost):
+
+- images ``x``: (C, H, W, N); outputs ``y``: (K, OH, OW, N);
+- filters ``w``: (OH*OW, C/groups, R, R, K), position q = oy*OW + ox first;
+- biases ``b``: None or untied (K*OH*OW, 1) (row k*OH*OW + oy*OW + ox).
+
+Method: per chunk of output positions, the windows are copied to a stack (positions, C/g*R*R, N) and
+one batched matmul over positions does the work: y_q = w_q.T @ cols_q, dw_q = cols_q @ dy_q.T,
+dcols_q = w_q @ dy_q followed by col2im. float32 and float64; outputs have the input dtype.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from pyconvnet.ops._check import check_array, check_same_dtype, fail
+from pyconvnet.ops.conv import (_buffer, _check_bias, _check_filters, _check_groups, _check_out,
+                                _chunks, _col2im_add, _geometry, _img_size, _out_size, _pad,
+                                _window_view)
+
+
+def _check_w(op, w, OH, OW):
+    if w.shape[0] != OH * OW:
+        fail(op, f"w {w.shape} must have OH*OW = {OH}*{OW} = {OH * OW} filter banks in its first "
+                 f"dimension")
+
+
+def _local_cols(xp, c0, c1, R, stride, rect, buf):
+    """The windows of channels [c0, c1) at the positions of ``rect`` as a contiguous stack
+    (positions, (c1-c0)*R*R, N) in the front of ``buf``."""
+    v = _window_view(xp, c0, c1, R, stride, *rect).transpose(3, 4, 0, 1, 2, 5)
+    cols = buf[:v.size].reshape(v.shape)
+    np.copyto(cols, v)
+    npos = v.shape[0] * v.shape[1]
+    return cols.reshape(npos, (c1 - c0) * R * R, xp.shape[3])
+
+
+def _positions(rect, OW):
+    oy0, oy1, ox0, ox1 = rect
+    q0 = oy0 * OW + ox0
+    return q0, q0 + (oy1 - oy0) * (ox1 - ox0)
+
+
+def local_fwd(x, w, b=None, *, padding=0, stride=1, groups=1):
+    """Locally connected forward: y (K, OH, OW, N) from x (C, H, W, N) and
+    w (OH*OW, C/groups, R, R, K); b None or untied (K*OH*OW, 1). One float dtype throughout."""
+    op = "local_fwd"
+    padding, stride, groups, _ = _geometry(op, padding, stride, groups)
+    check_array(op, "x", x, 4)
+    R = _check_filters(op, w, 5)
+    if b is not None:
+        check_array(op, "b", b, 2)
+    check_same_dtype(op, x=x, w=w, b=b)
+    C, H, W, N = x.shape
+    Cg, K = w.shape[1], w.shape[4]
+    _check_groups(op, C, K, Cg, groups, "x", x.shape, w.shape)
+    OH = _out_size(op, H, R, padding, stride, "height", f"x {x.shape}, w {w.shape}")
+    OW = _out_size(op, W, R, padding, stride, "width", f"x {x.shape}, w {w.shape}")
+    _check_w(op, w, OH, OW)
+    b = _check_bias(op, b, K, OH, OW, shared_ok=False)
+
+    Kg, CRR = K // groups, Cg * R * R
+    xp = _pad(x, padding, (OH - 1) * stride + R, (OW - 1) * stride + R)
+    y = np.empty((K, OH, OW, N), dtype=x.dtype)
+    y3 = y.reshape(K, OH * OW, N)
+    w3 = w.reshape(OH * OW, CRR, K)
+    rects = list(_chunks(OH, OW, CRR * N * x.itemsize))
+    buf = _buffer(rects, CRR, N, x.dtype)
+    for g in range(groups):
+        ks = slice(g * Kg, (g + 1) * Kg)
+        for rect in rects:
+            q0, q1 = _positions(rect, OW)
+            cols = _local_cols(xp, g * Cg, (g + 1) * Cg, R, stride, rect, buf)
+            np.matmul(w3[q0:q1, :, ks].transpose(0, 2, 1), cols,
+                      out=y3[ks, q0:q1].transpose(1, 0, 2))
+    if b is not None:
+        y2 = y.reshape(K * OH * OW, N)
+        y2 += b
+    return y
+
+
+def local_bwd_data(dy, w, img_size, *, padding=0, stride=1, groups=1):
+    """Locally connected backward w.r.t. the images: dx (C, H, W, N) from dy (K, OH, OW, N) and
+    w (OH*OW, C/groups, R, R, K); img_size = (H, W). dx has the dtype of dy and w."""
+    op = "local_bwd_data"
+    padding, stride, groups, _ = _geometry(op, padding, stride, groups)
+    H, W = _img_size(op, img_size)
+    check_array(op, "dy", dy, 4)
+    R = _check_filters(op, w, 5)
+    check_same_dtype(op, dy=dy, w=w)
+    Cg, K = w.shape[1], w.shape[4]
+    N = dy.shape[3]
+    if K % groups:
+        fail(op, f"filters K={K} of w {w.shape} are not divisible by groups={groups}")
+    OH = _out_size(op, H, R, padding, stride, "height", f"img_size {(H, W)}, w {w.shape}")
+    OW = _out_size(op, W, R, padding, stride, "width", f"img_size {(H, W)}, w {w.shape}")
+    _check_w(op, w, OH, OW)
+    _check_out(op, dy, K, OH, OW, N, f"for img_size {(H, W)}, w {w.shape}, padding {padding}, "
+                                     f"stride {stride}")
+
+    Kg, CRR = K // groups, Cg * R * R
+    Hp, Wp = (OH - 1) * stride + R, (OW - 1) * stride + R
+    dxp = np.zeros((Cg * groups, Hp, Wp, N), dtype=dy.dtype)
+    dy3 = dy.reshape(K, OH * OW, N)
+    w3 = w.reshape(OH * OW, CRR, K)
+    rects = list(_chunks(OH, OW, CRR * N * dy.itemsize))
+    buf = _buffer(rects, CRR, N, dy.dtype)
+    for g in range(groups):
+        ks = slice(g * Kg, (g + 1) * Kg)
+        for rect in rects:
+            oy0, oy1, ox0, ox1 = rect
+            q0, q1 = _positions(rect, OW)
+            dcols = buf[:(q1 - q0) * CRR * N].reshape(q1 - q0, CRR, N)
+            np.matmul(w3[q0:q1, :, ks], dy3[ks, q0:q1].transpose(1, 0, 2), out=dcols)
+            d6 = dcols.reshape(oy1 - oy0, ox1 - ox0, Cg, R, R, N).transpose(2, 3, 4, 0, 1, 5)
+            _col2im_add(dxp, g * Cg, (g + 1) * Cg, R, stride, rect, d6)
+    if padding == 0 and Hp == H and Wp == W:
+        return dxp
+    return np.ascontiguousarray(dxp[:, padding:padding + H, padding:padding + W])
+
+
+def local_bwd_filter(dy, x, filter_size, *, padding=0, stride=1, groups=1):
+    """Locally connected backward w.r.t. the filters: dw (OH*OW, C/groups, R, R, K) from
+    dy (K, OH, OW, N) and x (C, H, W, N), R = filter_size. dw has the dtype of dy and x."""
+    op = "local_bwd_filter"
+    padding, stride, groups, R = _geometry(op, padding, stride, groups, filter_size)
+    check_array(op, "dy", dy, 4)
+    check_array(op, "x", x, 4)
+    check_same_dtype(op, dy=dy, x=x)
+    C, H, W, N = x.shape
+    K = dy.shape[0]
+    if C % groups:
+        fail(op, f"channels {C} of x {x.shape} are not divisible by groups={groups}")
+    if K % groups:
+        fail(op, f"filters K={K} of dy {dy.shape} are not divisible by groups={groups}")
+    OH = _out_size(op, H, R, padding, stride, "height", f"x {x.shape}, filter_size {R}")
+    OW = _out_size(op, W, R, padding, stride, "width", f"x {x.shape}, filter_size {R}")
+    _check_out(op, dy, K, OH, OW, N, f"for x {x.shape}, filter_size {R}, padding {padding}, "
+                                     f"stride {stride}")
+
+    Cg, Kg = C // groups, K // groups
+    CRR = Cg * R * R
+    xp = _pad(x, padding, (OH - 1) * stride + R, (OW - 1) * stride + R)
+    dw = np.empty((OH * OW, Cg, R, R, K), dtype=x.dtype)
+    dw3 = dw.reshape(OH * OW, CRR, K)
+    dy3 = dy.reshape(K, OH * OW, N)
+    rects = list(_chunks(OH, OW, CRR * N * x.itemsize))
+    buf = _buffer(rects, CRR, N, x.dtype)
+    for g in range(groups):
+        ks = slice(g * Kg, (g + 1) * Kg)
+        for rect in rects:
+            q0, q1 = _positions(rect, OW)
+            cols = _local_cols(xp, g * Cg, (g + 1) * Cg, R, stride, rect, buf)
+            np.matmul(cols, dy3[ks, q0:q1].transpose(1, 2, 0), out=dw3[q0:q1, :, ks])
+    return dw
