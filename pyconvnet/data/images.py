@@ -1,0 +1,141 @@
+"""Image folders: ``<root>/train/<class>/*.jpg|jpeg|png`` and ``<root>/val/`` (or ``test/``).
+
+Classes are the sub-directories of ``train/``, sorted by name (label i = i-th name); the test folder
+may hold any subset of them. Files are listed sorted by class then file name. Each image is decoded
+with Pillow, converted to RGB, and the centred square of side = its short side is resized to
+``image_size`` x ``image_size`` (bilinear; JPEGs are first decoded at a reduced scale with
+``draft`` when that still leaves the short side >= ``image_size``). Decoding runs in a thread pool
+of ``workers`` threads (Pillow releases the GIL while decoding and resizing), and the provider
+builds the next minibatch in a background thread while the current one is in use.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .provider import DataError
+
+EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+def _pil():
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        raise DataError("images: the image-folder provider needs Pillow (pip install pillow)") \
+            from None
+    return Image
+
+
+def list_classes(train_dir) -> list[str]:
+    """Sorted class names (sub-directories) of ``train_dir``."""
+    if not os.path.isdir(train_dir):
+        raise DataError(f"images: {train_dir} is not a directory")
+    names = sorted(e.name for e in os.scandir(train_dir) if e.is_dir())
+    if not names:
+        raise DataError(f"images: {train_dir} has no class sub-directories")
+    return names
+
+
+def list_images(folder, classes: list[str]):
+    """(paths, labels int64) of the images in ``folder/<class>/``, sorted by class then name.
+
+    Class folders of ``folder`` must be among ``classes``; an empty class folder or an empty
+    ``folder`` is an error.
+    """
+    if not os.path.isdir(folder):
+        raise DataError(f"images: {folder} is not a directory")
+    index = {c: i for i, c in enumerate(classes)}
+    paths, labels = [], []
+    for c in sorted(e.name for e in os.scandir(folder) if e.is_dir()):
+        if c not in index:
+            raise DataError(f"images: class folder {os.path.join(folder, c)} is not a class of "
+                            f"the training set")
+        d = os.path.join(folder, c)
+        files = sorted(f for f in os.listdir(d) if f.lower().endswith(EXTENSIONS))
+        if not files:
+            raise DataError(f"images: class folder {d} holds no .jpg/.jpeg/.png files")
+        paths += [os.path.join(d, f) for f in files]
+        labels += [index[c]] * len(files)
+    if not paths:
+        raise DataError(f"images: {folder} holds no class folders with images")
+    return paths, np.asarray(labels, dtype=np.int64)
+
+
+def decode(path, size: int) -> np.ndarray:
+    """Decode one file to uint8 (3, size, size): RGB, centre square, resized. Errors name it."""
+    Image = _pil()
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            short = min(w, h)
+            if im.format == "JPEG" and short > size:
+                im.draft("RGB", (-(-w * size // short), -(-h * size // short)))
+            scale_w, scale_h = im.size[0] / w, im.size[1] / h   # draft may have shrunk it
+            im = im.convert("RGB")
+            box = ((w - short) / 2 * scale_w, (h - short) / 2 * scale_h,
+                   (w + short) / 2 * scale_w, (h + short) / 2 * scale_h)
+            im = im.resize((size, size), Image.Resampling.BILINEAR, box=box)
+            return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+    except DataError:
+        raise
+    except Exception as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"images: cannot read {path}: {msg}") from None
+
+
+class FolderSource:
+    """Source over image files, decoded on demand in a pool of ``workers`` threads (0: inline)."""
+
+    def __init__(self, paths, labels, image_size: int, workers: int = 2):
+        self.paths = list(paths)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.num_cases = len(self.paths)
+        self.size = int(image_size)
+        self.image_shape = (3, self.size, self.size)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="pyconvnet-decode") \
+            if workers > 0 else None
+
+    def load(self, idx) -> np.ndarray:
+        """uint8 (n, 3, S, S) images of the cases ``idx``."""
+        out = np.empty((len(idx), 3, self.size, self.size), dtype=np.uint8)
+        paths = [self.paths[i] for i in idx]
+
+        def one(j):
+            out[j] = decode(paths[j], self.size)
+
+        if self._pool is None:
+            for j in range(len(paths)):
+                one(j)
+        else:
+            for f in [self._pool.submit(one, j) for j in range(len(paths))]:
+                f.result()
+        return out
+
+    def sample_indices(self, count: int) -> np.ndarray:
+        """``count`` indices evenly spaced over the (class-sorted) file list, or all of them."""
+        if count >= self.num_cases:
+            return np.arange(self.num_cases)
+        return np.unique(np.linspace(0, self.num_cases - 1, count).round().astype(np.intp))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def open_folders(root, image_size: int, workers: int):
+    """(train FolderSource, test FolderSource, class names) for ``root``."""
+    if not os.path.isdir(root):
+        raise DataError(f"images: data path {root} is not a directory")
+    classes = list_classes(os.path.join(root, "train"))
+    test_dir = next((os.path.join(root, d) for d in ("val", "test")
+                     if os.path.isdir(os.path.join(root, d))), None)
+    if test_dir is None:
+        raise DataError(f"images: {root} has no val/ or test/ folder")
+    train = list_images(os.path.join(root, "train"), classes)
+    test = list_images(test_dir, classes)
+    return (FolderSource(*train, image_size, workers), FolderSource(*test, image_size, workers),
+            classes)
