@@ -1,22 +1,26 @@
-// pyconvnet._cuda: pybind11 module with host launchers for the kernels/ sources.
+// pyconvnet._cuda: the nvcc-built kernels of kernels/*.cu and one generic launcher for them.
 //
-// Launchers take device pointers as Python ints (CuPy's a.data.ptr), sizes, scalars, the launch
-// configuration (grid, block: pyconvnet/cuda computes them) and a stream (int, CuPy's stream.ptr).
-// They check their arguments (ValueError), launch, check the launch (cudaGetLastError) and raise
-// RuntimeError with the CUDA error on failure; they never assert or exit. Launches are asynchronous:
-// errors raised while the kernel runs surface at the next synchronising call.
+//     h = _cuda.kernel("pool_fwd<float>")                    # handle (int) of a registered kernel
+//     _cuda.launch(h, (gx, gy, gz), (bx, by, bz), shmem, stream, "ppif", (x_ptr, y_ptr, n, 0.5))
+//
+// The signature string has one letter per kernel parameter: p a device pointer (int, CuPy's
+// a.data.ptr), i int32, l int64, f float32, d float64. Values are converted to exactly that type
+// before cudaLaunchKernel, so a wrong letter cannot pass a mistyped value silently: pyconvnet/cuda/
+// launch.py builds the string from each kernel's declared arguments. Bad arguments raise ValueError,
+// a failed launch RuntimeError with the CUDA error; nothing asserts or exits. Launches are
+// asynchronous: errors raised while a kernel runs surface at the next synchronising call.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "launchers.h"
+#include "registry.h"
 
 namespace py = pybind11;
-using pyconvnet::LaunchConfig;
 
 #ifndef PYCONVNET_CUDA_ARCHITECTURES
 #define PYCONVNET_CUDA_ARCHITECTURES "unknown"
@@ -24,65 +28,80 @@ using pyconvnet::LaunchConfig;
 
 namespace {
 
-std::vector<std::string>& launcher_names() {
-    static std::vector<std::string> names;
-    return names;
-}
+constexpr int kMaxArgs = 32;
+
+union Slot {
+    std::uintptr_t p;
+    std::int32_t i;
+    std::int64_t l;
+    float f;
+    double d;
+};
 
 std::string cuda_error(int code) {
     return std::string(pyconvnet::error_name(code)) + ": " + pyconvnet::error_string(code);
 }
 
-void check_launch(const char* op, int code) {
-    if (code != 0) throw std::runtime_error(std::string(op) + ": kernel launch failed: " + cuda_error(code));
+const void* func_of(int handle) {
+    if (handle < 0 || handle >= pyconvnet::kernel_count())
+        throw std::invalid_argument("no kernel with handle " + std::to_string(handle) + " (there are " +
+                                    std::to_string(pyconvnet::kernel_count()) + ")");
+    return pyconvnet::kernel_func(handle);
 }
 
-LaunchConfig config(const char* op, long long n, long long grid, long long block, std::uintptr_t stream) {
-    if (n < 0) throw std::invalid_argument(std::string(op) + ": n must be >= 0, got " + std::to_string(n));
-    if (grid < 1 || grid > 2147483647LL)
-        throw std::invalid_argument(std::string(op) + ": grid must be in [1, 2^31-1], got " + std::to_string(grid));
-    if (block < 1 || block > 1024)
-        throw std::invalid_argument(std::string(op) + ": block must be in [1, 1024], got " + std::to_string(block));
-    return LaunchConfig{static_cast<unsigned>(grid), static_cast<unsigned>(block), stream};
+int kernel_handle(const std::string& name) {
+    std::string clean;
+    for (char c : name)
+        if (c != ' ' && c != '\t' && c != '\n') clean += c;
+    for (int i = 0; i < pyconvnet::kernel_count(); ++i)
+        if (clean == pyconvnet::kernel_name(i)) return i;
+    throw std::invalid_argument("pyconvnet._cuda has no kernel " + clean +
+                                " (is it registered in bindings/ and instantiated in kernels/?)");
 }
 
-template <typename T>
-void def_neuron(py::module_& m, const char* suffix) {
-    std::string fwd = std::string("neuron_fwd_") + suffix, bwd = std::string("neuron_bwd_") + suffix;
-    const char* ctype = sizeof(T) == 4 ? "float32" : "float64";
-    m.def(fwd.c_str(),
-          [](std::uintptr_t x, std::uintptr_t y, long long n, int kind, T a, T b, long long grid,
-             long long block, std::uintptr_t stream) {
-              LaunchConfig cfg = config("neuron_fwd", n, grid, block, stream);
-              check_launch("neuron_fwd", pyconvnet::neuron_fwd<T>(reinterpret_cast<const T*>(x),
-                                                                 reinterpret_cast<T*>(y), n, kind, a, b, cfg));
-          },
-          (std::string("Launch kernels/neuron.cu neuron_fwd on ") + ctype +
-           " device arrays: y[i] = neuron(x[i]) for i < n.\n\n"
-           "x, y: device pointers (ints) to n elements; kind: NeuronKind code (pyconvnet.cuda.ops.neuron.KINDS);"
-           " a, b: the neuron's parameters (0 when unused); grid, block: launch configuration;"
-           " stream: cudaStream_t as an int. Raises ValueError on a bad configuration and RuntimeError"
-           " when the launch fails.").c_str(),
-          py::arg("x"), py::arg("y"), py::arg("n"), py::arg("kind"), py::arg("a"), py::arg("b"),
-          py::arg("grid"), py::arg("block"), py::arg("stream") = 0);
-    m.def(bwd.c_str(),
-          [](std::uintptr_t dy, std::uintptr_t x, std::uintptr_t y, std::uintptr_t dx, long long n, int kind,
-             T a, T b, long long grid, long long block, std::uintptr_t stream) {
-              LaunchConfig cfg = config("neuron_bwd", n, grid, block, stream);
-              check_launch("neuron_bwd", pyconvnet::neuron_bwd<T>(
-                                             reinterpret_cast<const T*>(dy), reinterpret_cast<const T*>(x),
-                                             reinterpret_cast<const T*>(y), reinterpret_cast<T*>(dx), n,
-                                             kind, a, b, cfg));
-          },
-          (std::string("Launch kernels/neuron.cu neuron_bwd on ") + ctype +
-           " device arrays: dx[i] = dy[i] * neuron'(x[i], y[i]) for i < n.\n\n"
-           "dy, x, y, dx: device pointers (ints) to n elements; kind, a, b, grid, block, stream: as neuron_fwd_" +
-           suffix + ". Raises ValueError on a bad configuration and RuntimeError when the launch fails.")
-              .c_str(),
-          py::arg("dy"), py::arg("x"), py::arg("y"), py::arg("dx"), py::arg("n"), py::arg("kind"), py::arg("a"),
-          py::arg("b"), py::arg("grid"), py::arg("block"), py::arg("stream") = 0);
-    launcher_names().push_back(fwd);
-    launcher_names().push_back(bwd);
+void launch(int handle, std::array<long long, 3> grid, std::array<long long, 3> block, long long shmem,
+            std::uintptr_t stream, const std::string& sig, const py::tuple& args) {
+    const void* func = func_of(handle);
+    const char* name = pyconvnet::kernel_name(handle);
+    auto bad = [&](const std::string& what) { return std::invalid_argument(std::string(name) + ": " + what); };
+    long long threads = 1;
+    for (int d = 0; d < 3; ++d) {
+        if (grid[d] < 1 || grid[d] > (d == 0 ? 2147483647LL : 65535LL))
+            throw bad("grid " + std::to_string(grid[0]) + "x" + std::to_string(grid[1]) + "x" +
+                      std::to_string(grid[2]) + " out of range");
+        if (block[d] < 1) throw bad("block dimensions must be >= 1");
+        threads *= block[d];
+    }
+    if (threads > 1024) throw bad("block of " + std::to_string(threads) + " threads (at most 1024)");
+    if (shmem < 0) throw bad("negative dynamic shared memory");
+    if (sig.size() != args.size())
+        throw bad("signature '" + sig + "' has " + std::to_string(sig.size()) + " letters for " +
+                  std::to_string(args.size()) + " arguments");
+    if (sig.size() > static_cast<size_t>(kMaxArgs)) throw bad("more than 32 kernel arguments");
+    Slot slots[kMaxArgs];
+    void* ptrs[kMaxArgs];
+    for (size_t k = 0; k < sig.size(); ++k) {
+        py::handle v = args[k];
+        switch (sig[k]) {
+        case 'p': slots[k].p = v.cast<std::uintptr_t>(); break;
+        case 'i': {
+            long long x = v.cast<long long>();
+            if (x < INT32_MIN || x > INT32_MAX)
+                throw bad("argument " + std::to_string(k) + " = " + std::to_string(x) + " does not fit int32");
+            slots[k].i = static_cast<std::int32_t>(x);
+            break;
+        }
+        case 'l': slots[k].l = v.cast<std::int64_t>(); break;
+        case 'f': slots[k].f = v.cast<float>(); break;
+        case 'd': slots[k].d = v.cast<double>(); break;
+        default: throw bad(std::string("unknown signature letter '") + sig[k] + "'");
+        }
+        ptrs[k] = &slots[k];
+    }
+    const unsigned g[3] = {unsigned(grid[0]), unsigned(grid[1]), unsigned(grid[2])};
+    const unsigned b[3] = {unsigned(block[0]), unsigned(block[1]), unsigned(block[2])};
+    int code = pyconvnet::launch_kernel(func, g, b, ptrs, static_cast<size_t>(shmem), stream);
+    if (code != 0) throw std::runtime_error(std::string(name) + ": kernel launch failed: " + cuda_error(code));
 }
 
 py::dict runtime_info() {
@@ -102,15 +121,37 @@ py::dict runtime_info() {
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
-    m.doc() = "pyconvnet._cuda: nvcc-built host launchers for the kernels/*.cu sources "
-              "(device pointers as ints, sizes, scalars, grid, block, stream).";
+    m.doc() = "pyconvnet._cuda: the kernels/*.cu sources built by nvcc, launched through one generic "
+              "launcher (kernel handle, grid, block, shared memory, stream, signature, arguments).";
     m.attr("cuda_architectures") = PYCONVNET_CUDA_ARCHITECTURES;
-    def_neuron<float>(m, "f32");
-    def_neuron<double>(m, "f64");
-    m.def("launchers", []() { return launcher_names(); },
-          "Names of the kernel launchers in this module, e.g. ['neuron_fwd_f32', ...].");
+    m.def("kernels", []() {
+              std::vector<std::string> names;
+              for (int i = 0; i < pyconvnet::kernel_count(); ++i) names.emplace_back(pyconvnet::kernel_name(i));
+              return names;
+          },
+          "Names of the registered kernels, e.g. ['neuron_fwd<float>', ...]:\n"
+          "the explicit instantiations of kernels/*.cu, spelled as NVRTC name expressions.");
+    m.def("kernel", &kernel_handle, py::arg("name"),
+          "Handle (int) of the registered kernel ``name`` (e.g. 'neuron_fwd<float>').\n"
+          "Raises ValueError when no such kernel is registered.");
+    m.def("launch", &launch, py::arg("handle"), py::arg("grid"), py::arg("block"), py::arg("shmem"),
+          py::arg("stream"), py::arg("sig"), py::arg("args"),
+          "Launch kernel ``handle`` with grid and block (3 ints each), dynamic shared memory bytes and a\n"
+          "stream (cudaStream_t as an int). ``sig`` has one letter per argument: p device pointer (int),\n"
+          "i int32, l int64, f float32, d float64. Raises ValueError on bad arguments and RuntimeError\n"
+          "when the launch fails.");
+    m.def("set_max_dynamic_shared", [](int handle, int bytes) {
+              int code = pyconvnet::set_max_dynamic_shared(func_of(handle), bytes);
+              if (code != 0)
+                  throw std::runtime_error(std::string(pyconvnet::kernel_name(handle)) +
+                                           ": cannot allow " + std::to_string(bytes) +
+                                           " bytes of dynamic shared memory: " + cuda_error(code));
+          },
+          py::arg("handle"), py::arg("bytes"),
+          "Allow kernel ``handle`` up to ``bytes`` of dynamic shared memory (needed above 48 KiB).\n"
+          "Raises RuntimeError with the CUDA error when the device refuses.");
     m.def("runtime_info", &runtime_info,
-          "CUDA facts as a dict, never raising: runtime_version and driver_version (1000*major + 10*minor,"
-          " 0 if unknown), device_count (0 without a usable device) and error (the CUDA error of the"
-          " device query, '' if none).");
+          "CUDA facts as a dict, never raising: runtime_version and driver_version (1000*major + 10*minor,\n"
+          "0 if unknown), device_count (0 without a usable device) and error (the CUDA error of the\n"
+          "device query, '' if none).");
 }

@@ -62,7 +62,7 @@ def _extension() -> str:
         return f"not built or not importable ({why}); installing with nvcc on PATH builds it"
     rt = ext.runtime_info()["runtime_version"]
     return (f"importable (CUDA runtime {rt // 1000}.{rt % 1000 // 10}, architectures "
-            f"{ext.cuda_architectures}, {len(ext.launchers())} launchers)")
+            f"{ext.cuda_architectures}, {len(ext.kernels())} kernels)")
 
 
 def _rawmodule() -> str:

@@ -10,6 +10,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import pyconvnet
@@ -76,10 +77,12 @@ def test_importing_the_package_does_not_import_cupy():
 
 
 @needs_extension
-def test_extension_lists_documented_launchers():
-    names = EXT.launchers()
-    assert {"neuron_fwd_f32", "neuron_bwd_f32", "neuron_fwd_f64", "neuron_bwd_f64"} <= set(names)
-    for name in names + ["launchers", "runtime_info"]:
+def test_extension_registers_exactly_the_kernel_entry_points():
+    """The extension's kernel table holds every explicit instantiation of kernels/*.cu (the NVRTC
+    name expressions of the RawModule path) and nothing else, so both paths launch the same names."""
+    want = sorted(n for cu in loader.kernel_sources() for n in loader.entry_points(cu.read_text()))
+    assert sorted(EXT.kernels()) == want
+    for name in ("kernels", "kernel", "launch", "set_max_dynamic_shared", "runtime_info"):
         assert len(getattr(EXT, name).__doc__.strip().splitlines()) >= 2, f"{name} has no docstring"
     facts = EXT.runtime_info()
     assert set(facts) == {"runtime_version", "driver_version", "device_count", "error"}
@@ -88,17 +91,32 @@ def test_extension_lists_documented_launchers():
 
 @needs_extension
 def test_extension_launch_errors_are_exceptions():
-    with pytest.raises(ValueError, match=r"neuron_fwd: block must be in \[1, 1024\], got 0"):
-        EXT.neuron_fwd_f32(0, 0, 0, 0, 0.0, 0.0, 1, 0, 0)
-    with pytest.raises(ValueError, match=r"neuron_bwd: grid must be in"):
-        EXT.neuron_bwd_f64(0, 0, 0, 0, 0, 0, 0.0, 0.0, 0, 128, 0)
-    with pytest.raises(ValueError, match=r"n must be >= 0"):
-        EXT.neuron_fwd_f32(0, 0, -1, 0, 0.0, 0.0, 1, 128, 0)
+    h = EXT.kernel("neuron_fwd<float>")
+    assert EXT.kernel(" neuron_fwd < float > ") == h
+    with pytest.raises(ValueError, match=r"no kernel neuron_fwd<half> \(is it registered"):
+        EXT.kernel("neuron_fwd<half>")
+    args = (0, 0, 0, 0, 0.0, 0.0)
+    with pytest.raises(ValueError, match=r"neuron_fwd<float>: block of 2048 threads \(at most 1024\)"):
+        EXT.launch(h, (1, 1, 1), (1024, 2, 1), 0, 0, "pplfff", args)
+    with pytest.raises(ValueError, match=r"neuron_fwd<float>: grid 0x1x1 out of range"):
+        EXT.launch(h, (0, 1, 1), (128, 1, 1), 0, 0, "pplfff", args)
+    with pytest.raises(ValueError, match=r"signature 'ppl' has 3 letters for 6 arguments"):
+        EXT.launch(h, (1, 1, 1), (128, 1, 1), 0, 0, "ppl", args)
+    with pytest.raises(ValueError, match=r"argument 3 = 4294967296 does not fit int32"):
+        EXT.launch(h, (1, 1, 1), (128, 1, 1), 0, 0, "ppliff", (0, 0, 0, 2**32, 0.0, 0.0))
+    with pytest.raises(ValueError, match="no kernel with handle 100000"):
+        EXT.launch(100000, (1, 1, 1), (1, 1, 1), 0, 0, "", ())
     if _has_device():
-        EXT.neuron_fwd_f32(0, 0, 0, 0, 0.0, 0.0, 1, 128, 0)  # n = 0: a real launch that touches nothing
+        EXT.launch(h, (1, 1, 1), (128, 1, 1), 0, 0, "ppliff", args)  # n = 0: a real launch touching nothing
     else:
-        with pytest.raises(RuntimeError, match=r"neuron_fwd: kernel launch failed: cuda\w+: "):
-            EXT.neuron_fwd_f32(0, 0, 0, 0, 0.0, 0.0, 1, 128, 0)
+        with pytest.raises(RuntimeError, match=r"neuron_fwd<float>: kernel launch failed: cuda\w+: "):
+            EXT.launch(h, (1, 1, 1), (128, 1, 1), 0, 0, "ppliff", args)
+
+
+def test_kernel_instance_names():
+    k = launch.Kernel("pool", "pool_fwd", "ppi", template="{T}, {size}")
+    assert k.instance(np.float32, size=3) == "pool_fwd<float,3>"
+    assert launch.Kernel("neuron", "neuron_fwd", "pp").instance(np.float64) == "neuron_fwd<double>"
 
 
 def test_launch_path_selection(monkeypatch):

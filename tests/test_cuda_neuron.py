@@ -24,6 +24,8 @@ from pyconvnet.cuda.launch import DeviceLimits
 from pyconvnet.cuda.ops import neuron as dev
 from pyconvnet.ops import neuron as ref
 
+from gpu_util import check_close, use_path
+
 KERNEL = Path(__file__).resolve().parent.parent / "kernels" / "neuron.cu"
 PARAMS = {"ident": (), "relu": (), "logistic": (), "tanh": (1.7159, 0.6667), "brelu": (1.5,), "softrelu": (),
           "abs": (), "square": (), "sqrt": (), "linear": (2.0, -0.5)}
@@ -37,13 +39,6 @@ def _inputs(rng, shape, dtype, name):
     if name == "sqrt":
         x = np.abs(x) + 0.1
     return x.astype(dtype), rng.standard_normal(shape).astype(dtype)
-
-
-def _check_close(out, want, tol, what):
-    assert out.shape == want.shape and out.dtype == want.dtype, f"{what}: {out.shape} {out.dtype}"
-    assert not np.isnan(out).any(), f"{what}: NaN left in the output (an element not written?)"
-    err = np.linalg.norm(out.astype(np.float64) - want) / max(np.linalg.norm(want.astype(np.float64)), 1e-30)
-    assert err <= tol, f"{what}: relative error {err:.3g} > {tol}"
 
 
 def test_kinds_match_the_kernel_enum_and_the_reference():
@@ -103,7 +98,7 @@ def test_rawmodule_launch_passes_typed_scalars(fake_cupy, monkeypatch):
 
     class Module:
         def get_function(self, name):
-            return lambda grid, block, args: calls.append((name, grid, block, args))
+            return lambda grid, block, args, shared_mem=0: calls.append((name, grid, block, args))
 
     monkeypatch.setattr(loader, "rawmodule", lambda source: Module())
     x = _FakeDeviceArray((3, 5, 5, 129), np.float32, 0x1000)
@@ -111,7 +106,7 @@ def test_rawmodule_launch_passes_typed_scalars(fake_cupy, monkeypatch):
         y = dev.neuron_fwd(x, "tanh", (1.5, 2))
         dev.neuron_bwd(x, x, y, "linear", (2, -1), out=x)
     (name, grid, block, args), (name2, _, _, args2) = calls
-    assert (name, grid, block) == ("neuron_fwd<float>", (10,), (256,))  # 9675 floats = 2419 packs
+    assert (name, grid, block) == ("neuron_fwd<float>", (10, 1, 1), (256, 1, 1))  # 9675 floats = 2419 packs
     assert args[:2] == (x, y) and [type(a) for a in args[2:]] == [np.int64, np.int32, np.float32, np.float32]
     assert args[2:] == (9675, dev.KINDS["tanh"], 1.5, 2.0)
     assert name2 == "neuron_bwd<float>" and args2[:4] == (x, x, y, x)
@@ -131,9 +126,9 @@ def test_extension_launch_without_a_device_raises(fake_cupy):
         pytest.skip("a device is present: the gpu tests launch for real (fake pointers would fault)")
     x = _FakeDeviceArray((3, 5, 5, 129), np.float32, 0x1000)
     with use_launch_path("extension"):
-        with pytest.raises(RuntimeError, match="neuron_fwd: kernel launch failed: cuda"):
+        with pytest.raises(RuntimeError, match="neuron_fwd<float>: kernel launch failed: cuda"):
             dev.neuron_fwd(x, "tanh", (1.5, 2))
-        with pytest.raises(RuntimeError, match="neuron_bwd: kernel launch failed: cuda"):
+        with pytest.raises(RuntimeError, match="neuron_bwd<float>: kernel launch failed: cuda"):
             dev.neuron_bwd(x, x, x, "softrelu", out=_FakeDeviceArray(x.shape, np.float32, 0x2000))
 
 
@@ -215,19 +210,13 @@ def test_kernel_code_on_the_host(host_kernel, name, dtype):
         for offset in (0, 1):  # 16-byte aligned (packs + tail) and misaligned (scalar loop)
             y = _at(poison, offset)
             _host_run(host_kernel, "fwd", [_at(x, offset), y], name)
-            _check_close(y.reshape(shape), y_ref, TOL[dtype], f"host fwd {name} {shape} offset {offset}")
+            check_close(y.reshape(shape), y_ref, TOL[dtype], f"host fwd {name} {shape} offset {offset}")
             dx = _at(poison, offset)
             _host_run(host_kernel, "bwd", [_at(dy, offset), _at(x, offset), _at(y_ref, offset), dx], name)
-            _check_close(dx.reshape(shape), dx_ref, TOL[dtype], f"host bwd {name} {shape} offset {offset}")
+            check_close(dx.reshape(shape), dx_ref, TOL[dtype], f"host bwd {name} {shape} offset {offset}")
 
 
 # --- on the GPU --------------------------------------------------------------------------------------
-
-def _use(path):
-    if path == "extension" and extension_status()[0] is None:
-        pytest.skip(f"pyconvnet._cuda not importable: {extension_status()[1]}")
-    return use_launch_path(path)
-
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -237,7 +226,7 @@ def test_neuron_matches_reference(path, name, dtype):
     import cupy as cp
 
     rng = np.random.default_rng(0)
-    with _use(path):
+    with use_path(path):
         for shape in SHAPES:
             x, dy = _inputs(rng, shape, dtype, name)
             y_ref = ref.neuron_fwd(x, name, PARAMS[name])
@@ -246,14 +235,14 @@ def test_neuron_matches_reference(path, name, dtype):
             out = cp.full(shape, cp.nan, dtype)
             y = dev.neuron_fwd(gx, name, PARAMS[name], out=out)
             assert y is out
-            _check_close(y.get(), y_ref, TOL[dtype], f"{path} fwd {name} {shape}")
+            check_close(y.get(), y_ref, TOL[dtype], f"{path} fwd {name} {shape}")
             out = cp.full(shape, cp.nan, dtype)
             dx = dev.neuron_bwd(cp.asarray(dy), gx, cp.asarray(y_ref), name, PARAMS[name], out=out)
             assert dx is out
-            _check_close(dx.get(), dx_ref, TOL[dtype], f"{path} bwd {name} {shape}")
+            check_close(dx.get(), dx_ref, TOL[dtype], f"{path} bwd {name} {shape}")
         y2 = dev.neuron_fwd(gx, name, PARAMS[name])  # a new array when out is not given
         assert y2 is not gx and y2.dtype == gx.dtype
-        _check_close(y2.get(), y_ref, TOL[dtype], f"{path} fwd {name} without out")
+        check_close(y2.get(), y_ref, TOL[dtype], f"{path} fwd {name} without out")
 
 
 @pytest.mark.gpu
@@ -262,21 +251,21 @@ def test_neuron_unaligned_in_place_and_large(path):
     import cupy as cp
 
     rng = np.random.default_rng(3)
-    with _use(path):
+    with use_path(path):
         buf = cp.asarray(rng.standard_normal(1 + 1001).astype(np.float32))
         x = buf[1:]  # 4 bytes past a 256-byte boundary: the scalar loop
         assert x.flags.c_contiguous and x.data.ptr % 16 == 4
-        _check_close(dev.neuron_fwd(x, "tanh", (1.7, 0.6)).get(), ref.neuron_fwd(x.get(), "tanh", (1.7, 0.6)),
+        check_close(dev.neuron_fwd(x, "tanh", (1.7, 0.6)).get(), ref.neuron_fwd(x.get(), "tanh", (1.7, 0.6)),
                      1e-5, f"{path} unaligned fwd")
         y = dev.neuron_fwd(x, "relu")
         dx = dev.neuron_bwd(x, x, y, "relu")
-        _check_close(dx.get(), ref.neuron_bwd(x.get(), x.get(), y.get(), "relu"), 1e-5, f"{path} unaligned bwd")
+        check_close(dx.get(), ref.neuron_bwd(x.get(), x.get(), y.get(), "relu"), 1e-5, f"{path} unaligned bwd")
         z = x.copy()
         want = ref.neuron_fwd(z.get(), "softrelu")
         assert dev.neuron_fwd(z, "softrelu", out=z) is z  # in place
-        _check_close(z.get(), want, 1e-5, f"{path} in place")
+        check_close(z.get(), want, 1e-5, f"{path} in place")
         big = cp.asarray(rng.standard_normal(2**23 + 3).astype(np.float32))  # several grid-stride sweeps
-        _check_close(dev.neuron_fwd(big, "brelu", (1.0,)).get(), ref.neuron_fwd(big.get(), "brelu", (1.0,)),
+        check_close(dev.neuron_fwd(big, "brelu", (1.0,)).get(), ref.neuron_fwd(big.get(), "brelu", (1.0,)),
                      1e-5, f"{path} large")
         empty = cp.empty((0, 5), np.float32)
         assert dev.neuron_fwd(empty, "relu").shape == (0, 5)

@@ -2,8 +2,9 @@
 
 Two paths run the same kernels/*.cu code on CuPy arrays:
 
-- ``"extension"``: ``pyconvnet._cuda``, host launchers built by nvcc (SASS sm_80/sm_90 + PTX), called
-  with raw device pointers (ints), sizes, scalars, grid, block and the current stream;
+- ``"extension"``: ``pyconvnet._cuda``, the kernels built by nvcc (SASS sm_80/sm_90 + PTX), launched
+  by its one generic launcher with raw device pointers (ints), typed scalars, grid, block, dynamic
+  shared memory and the current stream;
 - ``"rawmodule"``: ``cupy.RawModule`` compiled at run time by NVRTC (pyconvnet.cuda.loader).
 
 The path of a launch is, in order: the innermost ``use_launch_path(...)`` block (tests use it to force
@@ -25,24 +26,33 @@ from ..ops._check import fail
 
 PATHS = ("extension", "rawmodule")
 ENV = "PYCONVNET_LAUNCHER"
-_CTYPES = {np.dtype(np.float32): ("float", "f32"), np.dtype(np.float64): ("double", "f64")}
+_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 _forced: contextvars.ContextVar = contextvars.ContextVar("pyconvnet_launch_path", default=None)
 _extension: list = []       # [module or None, reason], filled on first use
 _functions: dict = {}       # (kernel, dtype, path) -> callable
 _limits: dict = {}          # device id -> DeviceLimits
+_shared_allowed: dict = {}  # (function, handle) -> dynamic shared memory bytes allowed so far
 
 
 @dataclass(frozen=True)
 class Kernel:
-    """A templated kernel ``name<T>`` of ``kernels/<source>.cu``, T = float or double.
+    """A templated kernel of ``kernels/<source>.cu``, e.g. ``Kernel("pool", "pool_fwd", "ppiiif")``.
 
     ``args`` has one letter per kernel argument: ``p`` a device array (a CuPy array), ``i`` int32,
-    ``l`` int64, ``f`` a scalar of the kernel's float type T. The extension's launcher for it is
-    ``_cuda.<name>_f32`` / ``_f64`` with the same arguments followed by grid, block and stream.
+    ``l`` int64, ``f`` a scalar of the kernel's float type T (float or double), ``F`` always float32.
+    ``template`` spells the template arguments, ``{T}`` standing for the float type and other
+    ``{names}`` for the keyword values given to ``launch`` (e.g. ``"{T}, {size}"``). The instance
+    ``name<...>`` must be explicitly instantiated in the .cu file; it is the NVRTC name expression and
+    the extension's kernel name alike.
     """
     source: str
     name: str
     args: str
+    template: str = "{T}"
+
+    def instance(self, dtype, **tvals) -> str:
+        """The name expression for ``dtype`` and the template values, e.g. ``pool_fwd<float>``."""
+        return f"{self.name}<{self.template.format(T=_CTYPES[np.dtype(dtype)], **tvals)}>".replace(" ", "")
 
 
 @dataclass(frozen=True)
@@ -122,35 +132,60 @@ def check_device_array(op: str, name: str, a) -> None:
                  f"got {type(a).__module__}.{type(a).__name__}")
 
 
-def _function(kernel: Kernel, dtype: np.dtype, path: str):
-    key = (kernel, dtype, path)
-    fn = _functions.get(key)
-    if fn is None:
-        ctype, suffix = _CTYPES[dtype]
+def _function(kernel: Kernel, dtype: np.dtype, path: str, tvals: tuple):
+    """(callable, signature) for one kernel instance on one path; cached."""
+    key = (kernel, dtype, path, tvals)
+    hit = _functions.get(key)
+    if hit is None:
+        name = kernel.instance(dtype, **dict(tvals))
         if path == "extension":
-            fn = getattr(extension_status()[0], f"{kernel.name}_{suffix}")
+            ext = extension_status()[0]
+            handle = ext.kernel(name)
+            sig = kernel.args.replace("f", "f" if dtype == np.float32 else "d").replace("F", "f")
+            hit = (ext, handle, sig)
         else:
             from .loader import rawmodule
-            fn = rawmodule(kernel.source).get_function(f"{kernel.name}<{ctype}>")
-        _functions[key] = fn
-    return fn
+            hit = (rawmodule(kernel.source).get_function(name), None, None)
+        _functions[key] = hit
+    return hit
 
 
-def launch(kernel: Kernel, dtype, grid: int, block: int, *args) -> None:
-    """Launch ``kernel<dtype>`` on CuPy's current stream through the selected path.
+def _dims(v) -> tuple:
+    t = (v,) if isinstance(v, (int, np.integer)) else tuple(v)
+    return tuple(int(x) for x in t) + (1,) * (3 - len(t))
 
-    ``args`` follow ``kernel.args``: CuPy arrays for ``p``, Python numbers for the scalars, which are
-    cast here to int32 / int64 / the kernel's float type (RawModule passes them as typed values).
-    Raises RuntimeError when the launch fails (the extension) or CuPy's error (RawModule).
+
+def launch(kernel: Kernel, dtype, grid, block, *args, shmem: int = 0, **tvals) -> None:
+    """Launch ``kernel`` for float type ``dtype`` on CuPy's current stream through the selected path.
+
+    ``grid`` and ``block`` are ints or tuples of up to 3 ints; ``shmem`` bytes of dynamic shared memory
+    (above 48 KiB the kernel is first allowed that much); ``tvals`` fill the kernel's template. ``args``
+    follow ``kernel.args``: CuPy arrays for ``p``, Python numbers for the scalars, which are cast to
+    their exact C type on both paths. Raises RuntimeError (extension) or CuPy's error (RawModule)
+    when the launch fails.
     """
     import cupy
 
     dtype = np.dtype(dtype)
     path = launch_path()
-    fn = _function(kernel, dtype, path)
+    fn, handle, sig = _function(kernel, dtype, path, tuple(sorted(tvals.items())))
+    grid, block = _dims(grid), _dims(block)
+    if shmem > 48 * 1024:
+        _allow_shared(fn, handle, shmem)
     if path == "extension":
-        vals = [a.data.ptr if c == "p" else a for c, a in zip(kernel.args, args)]
-        fn(*vals, grid, block, cupy.cuda.get_current_stream().ptr)
+        vals = tuple(a.data.ptr if c == "p" else a for c, a in zip(kernel.args, args))
+        fn.launch(handle, grid, block, shmem, cupy.cuda.get_current_stream().ptr, sig, vals)
     else:
-        cast = {"p": lambda a: a, "i": np.int32, "l": np.int64, "f": dtype.type}
-        fn((grid,), (block,), tuple(cast[c](a) for c, a in zip(kernel.args, args)))
+        cast = {"p": lambda a: a, "i": np.int32, "l": np.int64, "f": dtype.type, "F": np.float32}
+        fn(grid, block, tuple(cast[c](a) for c, a in zip(kernel.args, args)), shared_mem=shmem)
+
+
+def _allow_shared(fn, handle, shmem: int) -> None:
+    key = (id(fn), handle)
+    if _shared_allowed.get(key, 0) >= shmem:
+        return
+    if handle is not None:
+        fn.set_max_dynamic_shared(handle, shmem)
+    else:
+        fn.max_dynamic_shared_size_bytes = shmem
+    _shared_allowed[key] = shmem

@@ -1,0 +1,86 @@
+"""GPU benchmark harness: CUDA-event timing, the device's ceilings and the PyTorch comparison.
+
+Each ``benchmarks/bench_<family>.py`` (pool, norm, neuron, dropout, softmax, elt, sgd, conv, ...)
+defines ``cases(cp, torch)`` yielding `Case` objects (``torch`` is None where it is not importable);
+``benchmarks/bench_gpu.py`` runs them all, prints a markdown table and writes JSON and the
+"GPU kernels" section of benchmarks/RESULTS.md. A case's callables must only launch work (no host
+sync, no allocation it could avoid): inputs are prepared when the case is built, larger than L2 and
+random (never zeros). Check results against the NumPy reference in the tests, not here.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+COPY_GBPS = 2990.0      # H100 device-to-device copy, read + write bytes (DESIGN.md)
+SGEMM_TFLOPS = 51.0     # H100 cuBLAS SGEMM fp32, no TF32 (DESIGN.md)
+
+
+@dataclass
+class Case:
+    """One timed kernel call.
+
+    op: e.g. "maxpool 3/2"; direction: "fwd", "bwd", "fwd+bwd", "bwd-data", "bwd-filter";
+    shape: e.g. "64x55x55x128" (C×H×W×N); run: launches our kernel(s) once;
+    nbytes: minimum bytes moved (each input read once, each output written once), for GB/s;
+    flops: for compute-bound ops (conv), for TFLOP/s; torch_run: the PyTorch equivalent, or None;
+    note: anything a reader needs (e.g. "torch: F.max_pool2d NCHW").
+    """
+    op: str
+    direction: str
+    shape: str
+    run: Callable[[], None]
+    nbytes: Optional[float] = None
+    flops: Optional[float] = None
+    torch_run: Optional[Callable[[], None]] = None
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def time_ms(cp, fn, warmup: int = 5, reps: int = 50) -> float:
+    """Median milliseconds of ``fn()`` on the current stream, timed with CUDA events per call."""
+    for _ in range(warmup):
+        fn()
+    cp.cuda.get_current_stream().synchronize()
+    start, stop = cp.cuda.Event(), cp.cuda.Event()
+    ts = []
+    for _ in range(reps):
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        ts.append(cp.cuda.get_elapsed_time(start, stop))
+    return statistics.median(ts)
+
+
+def time_torch_ms(torch, fn, warmup: int = 5, reps: int = 50) -> float:
+    """Median milliseconds of a PyTorch callable on torch's current stream."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    ts = []
+    for _ in range(reps):
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        ts.append(start.elapsed_time(stop))
+    return statistics.median(ts)
+
+
+def measure(cp, torch, case: Case, reps: int = 50) -> dict:
+    """Times ``case`` (and its torch twin) and returns one result row as a dict."""
+    ms = time_ms(cp, case.run, reps=reps)
+    row = dict(op=case.op, direction=case.direction, shape=case.shape, ms=ms, note=case.note, **case.extra)
+    if case.nbytes:
+        row["GB/s"] = case.nbytes / ms / 1e6
+        row["% copy"] = 100 * row["GB/s"] / COPY_GBPS
+    if case.flops:
+        row["TFLOP/s"] = case.flops / ms / 1e9
+        row["% sgemm"] = 100 * row["TFLOP/s"] / SGEMM_TFLOPS
+    if torch is not None and case.torch_run is not None:
+        row["torch ms"] = time_torch_ms(torch, case.torch_run, reps=reps)
+        row["torch/ours"] = row["torch ms"] / ms
+    return row
