@@ -17,8 +17,8 @@ def _check_pair(op, x, w, xname="x"):
     check_same_dtype(op, **{xname: x, "w": w})
 
 
-def fc_fwd(x, w, b=None):
-    """y (F_out, N) = w.T @ x + b for x (F_in, N), w (F_in, F_out), b None or (F_out, 1)."""
+def check_fc_fwd(x, w, b):
+    """The argument checks of fc_fwd (shared with the CUDA backend)."""
     op = "fc_fwd"
     _check_pair(op, x, w)
     if x.shape[0] != w.shape[0]:
@@ -26,6 +26,30 @@ def fc_fwd(x, w, b=None):
     if b is not None:
         check_array(op, "b", b, 2, shape=(w.shape[1], 1))
         check_same_dtype(op, x=x, w=w, b=b)
+
+
+def check_fc_bwd_data(dy, w):
+    """The argument checks of fc_bwd_data (shared with the CUDA backend)."""
+    op = "fc_bwd_data"
+    _check_pair(op, dy, w, "dy")
+    if dy.shape[0] != w.shape[1]:
+        fail(op, f"dy {dy.shape} has {dy.shape[0]} features but w {w.shape} has {w.shape[1]} "
+                 f"outputs")
+
+
+def check_fc_bwd_filter(dy, x):
+    """The argument checks of fc_bwd_filter (shared with the CUDA backend)."""
+    op = "fc_bwd_filter"
+    check_array(op, "dy", dy, 2)
+    check_array(op, "x", x, 2)
+    check_same_dtype(op, dy=dy, x=x)
+    if dy.shape[1] != x.shape[1]:
+        fail(op, f"dy {dy.shape} and x {x.shape} must have the same batch size")
+
+
+def fc_fwd(x, w, b=None):
+    """y (F_out, N) = w.T @ x + b for x (F_in, N), w (F_in, F_out), b None or (F_out, 1)."""
+    check_fc_fwd(x, w, b)
     y = np.matmul(w.T, x)
     if b is not None:
         y += b
@@ -34,20 +58,11 @@ def fc_fwd(x, w, b=None):
 
 def fc_bwd_data(dy, w):
     """dx (F_in, N) = w @ dy for dy (F_out, N), w (F_in, F_out)."""
-    op = "fc_bwd_data"
-    _check_pair(op, dy, w, "dy")
-    if dy.shape[0] != w.shape[1]:
-        fail(op, f"dy {dy.shape} has {dy.shape[0]} features but w {w.shape} has {w.shape[1]} "
-                 f"outputs")
+    check_fc_bwd_data(dy, w)
     return np.matmul(w, dy)
 
 
 def fc_bwd_filter(dy, x):
     """dw (F_in, F_out) = x @ dy.T for dy (F_out, N), x (F_in, N)."""
-    op = "fc_bwd_filter"
-    check_array(op, "dy", dy, 2)
-    check_array(op, "x", x, 2)
-    check_same_dtype(op, dy=dy, x=x)
-    if dy.shape[1] != x.shape[1]:
-        fail(op, f"dy {dy.shape} and x {x.shape} must have the same batch size")
+    check_fc_bwd_filter(dy, x)
     return np.matmul(x, dy.T)
