@@ -20,6 +20,8 @@ import numpy as np
 
 from pyconvnet.ops import conv, fc, norm, pool, neuron, dropout, softmax, sgd
 
+from results import commit, replace_section
+
 HERE = Path(__file__).resolve().parent
 N = 128
 
@@ -113,26 +115,18 @@ def cases(rng):
 
 
 def write_results(rows, meta):
-    md = HERE / "RESULTS.md"
-    start, end = "<!-- cpu-ops:start -->", "<!-- cpu-ops:end -->"
-    lines = [start, "## CPU reference ops (NumPy), layers-18pct shapes, batch 128, float32", "",
+    lines = ["## CPU reference ops (NumPy), layers-18pct shapes, batch 128, float32", "",
              f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores), NumPy "
-             f"{meta['numpy']}, Python {meta['python']}; median of {meta['reps']} runs after a "
-             "warm-up. Command: `python benchmarks/bench_cpu.py`.", "",
+             f"{meta['numpy']}, Python {meta['python']}, commit {meta['commit']}; median of "
+             f"{meta['reps']} runs after a warm-up. Command: `python benchmarks/bench_cpu.py`.", "",
              "| op | shape | forward ms | backward ms |", "| --- | --- | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['op']} | {r['shape']} | {r['fwd_ms']:.2f} | {r['bwd_ms']:.2f} |")
     tot_f = sum(r["fwd_ms"] for r in rows if "(" in r["op"])
     tot_b = sum(r["bwd_ms"] for r in rows if "(" in r["op"])
     lines += ["", f"Sum over the layers of the net (rows with a layer name; relu counted once of "
-              f"three): forward {tot_f:.1f} ms, backward {tot_b:.1f} ms per minibatch of {N}.", end]
-    text = md.read_text() if md.exists() else "# Benchmark results\n"
-    if start in text and end in text:
-        a, rest = text.split(start, 1)
-        text = a + "\n".join(lines) + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-    md.write_text(text)
+              f"three): forward {tot_f:.1f} ms, backward {tot_b:.1f} ms per minibatch of {N}."]
+    replace_section("cpu-ops", lines)
     (HERE / "results_cpu.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
 
 
@@ -157,7 +151,7 @@ def main():
     except OSError:
         pass
     meta = dict(date=datetime.date.today().isoformat(), cpu=cpu, cores=os.cpu_count(),
-                numpy=np.__version__, python=platform.python_version(), reps=a.reps)
+                numpy=np.__version__, python=platform.python_version(), reps=a.reps, commit=commit())
     if not a.no_write:
         write_results(rows, meta)
 
