@@ -17,7 +17,7 @@ import numpy as np
 
 from . import checkpoint
 from .cli import DEFAULTS, UsageError, resolve_net_files, pick_backend
-from .train import Trainer, TrainingDiverged, to_host
+from .train import Trainer, TrainingDiverged, TrainingStopped, to_host
 
 OPTION_KEYS = ("data_provider", "data_path", "train_range", "test_range", "epochs", "mini",
                "test_freq", "inner_size", "color_noise", "multiview_test", "seed", "workers",
@@ -124,27 +124,31 @@ def _run(args, opts, ckpt, net, train, test, meta, out):
         return 0
     if save_path is None:
         out.write("note: no --save-path given, so no checkpoints are written\n")
-    old = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _sigterm)
+    # The first SIGINT (Ctrl-C) or SIGTERM asks the trainer to stop after the step in progress and
+    # checkpoint that consistent state; a second SIGINT interrupts at once.
+    def stop(signum, frame):
+        if trainer.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.request_stop()
+        out.write(f"\n{signal.Signals(signum).name}: stopping after this step\n")
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old:
+        signal.signal(s, stop)
     try:
         trainer.train()
     except TrainingDiverged as e:
         print(f"pyconvnet: error: {e}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
-        # Between two steps the trainer's state is consistent: keep the work done so far.
-        f = trainer.save()
-        out.write("\ninterrupted" + (f"; checkpoint written to {f}\n" if f else "\n"))
+    except TrainingStopped as e:
+        out.write(f"{e}\n")
         return 130
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
     if trainer.last_checkpoint:
         out.write(f"checkpoint: {trainer.last_checkpoint}\n")
     return 0
-
-
-def _sigterm(signum, frame):
-    raise KeyboardInterrupt
 
 
 def write_features(net, test, layer, path, out):

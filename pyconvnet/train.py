@@ -27,6 +27,11 @@ class TrainingDiverged(RuntimeError):
     """A cost became NaN or infinite; the last good checkpoint was kept."""
 
 
+class TrainingStopped(Exception):
+    """`Trainer.request_stop` was called (e.g. from a SIGINT/SIGTERM handler); the trainer stopped
+    after the step in progress and wrote a checkpoint of that consistent state."""
+
+
 @dataclass
 class History:
     """What happened so far: one entry per training minibatch and one per test."""
@@ -90,6 +95,7 @@ class Trainer:
         self.step = 0
         self.history = History()
         self.last_checkpoint = None
+        self._stop = False
 
     # ----------------------------------------------------------------- state
     def state_meta(self):
@@ -112,6 +118,14 @@ class Trainer:
         if "provider" in meta:
             self.train_data.set_state(meta["provider"])
 
+    def request_stop(self):
+        """Stop after the step in progress (safe to call from a signal handler)."""
+        self._stop = True
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop
+
     # ------------------------------------------------------------------ loop
     def progress(self, epoch, batch_idx):
         """Training progress p in [0, 1] for the learning-rate schedules."""
@@ -119,14 +133,19 @@ class Trainer:
         return min(1.0, ((epoch - 1) + batch_idx / nb) / self.epochs)
 
     def train(self):
-        """Run until ``epochs`` epochs are done; returns the history."""
+        """Run until ``epochs`` epochs are done; returns the history.
+
+        NumPy's overflow and invalid-value warnings are silenced here: a diverging run is caught by
+        the finiteness check on the cost, which says what happened in one line.
+        """
         nb = self.train_data.batches_per_epoch
-        while True:
-            st = self.train_data.get_state()
-            epoch = int(st["epoch"])
-            if epoch > self.epochs:
-                break
-            self._train_epoch(epoch, nb)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            while True:
+                st = self.train_data.get_state()
+                epoch = int(st["epoch"])
+                if epoch > self.epochs:
+                    break
+                self._train_epoch(epoch, nb)
         return self.history
 
     def _train_epoch(self, epoch, nb):
@@ -165,12 +184,22 @@ class Trainer:
                 self.save()
             if batch.batch_idx == nb:
                 break
+            if self._stop:
+                bar.close(f"train cost {sums[0] / sums[2]:.4f} err {sums[1] / sums[2]:.4f} (stopped)")
+                self._stopped(batch.epoch, batch.batch_idx, self.save())
         rate = n_img / (time.perf_counter() - t0)
         bar.close(f"train cost {sums[0] / sums[2]:.4f} err {sums[1] / sums[2]:.4f} "
                   f"{rate:,.0f} img/s")
         self.history.train[-1].append(rate)
         self.test(epoch, last_idx)
-        self.save()
+        f = self.save()
+        if self._stop:
+            self._stopped(epoch, last_idx, f)
+
+    def _stopped(self, epoch, batch_idx, written):
+        raise TrainingStopped(f"stopped after epoch {epoch} minibatch {batch_idx} (step {self.step})"
+                              + (f"; checkpoint written to {written}" if written else
+                                 "; no --save-path, nothing written"))
 
     @staticmethod
     def _main_cost(costs):
