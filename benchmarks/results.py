@@ -2,6 +2,7 @@
 ``<!-- NAME:end -->`` and rewritten only by the script that measured it; other sections are kept."""
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -22,7 +23,10 @@ def replace_section(name: str, lines: list[str], path: Path = RESULTS) -> None:
 
 
 def commit() -> str:
-    """Short hash of the checkout's HEAD (with "+changes" when the tree is dirty), or "unknown"."""
+    """Short hash of the checkout's HEAD (with "+changes" when the tree is dirty), else
+    $PYCONVNET_COMMIT (for a copied tree without .git), else "unknown"."""
+    if os.environ.get("PYCONVNET_COMMIT"):
+        return os.environ["PYCONVNET_COMMIT"]
     root = Path(__file__).resolve().parent.parent
     try:
         h = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
