@@ -56,7 +56,7 @@ def device_meta(cp, torch):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default="", help="comma-separated families (default: all)")
-    ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--reps", type=int, default=10, help="batches of 20 back-to-back calls")
     ap.add_argument("--json", default=None, help="write the rows and metadata here")
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     a = ap.parse_args(argv)
@@ -91,7 +91,7 @@ def main(argv=None):
         head = [f"## GPU kernels ({meta['device']})", "",
                 f"Measured {meta['date']} on {meta['device']}, CUDA {meta['cuda']}, CuPy {meta['cupy']}"
                 + (f", torch {meta['torch']} (cuDNN {meta['cudnn']}, TF32 off)" if torch is not None else "")
-                + f", commit {meta['commit']}. Median of {a.reps} CUDA-event-timed calls after a warm-up. "
+                + f", commit {meta['commit']}. Per call: median over {a.reps} CUDA-event-timed batches of 20 back-to-back calls, after a warm-up. "
                 f"Ceilings: copy {COPY_GBPS:,.0f} GB/s (read + write), SGEMM {SGEMM_TFLOPS:.0f} TFLOP/s. "
                 "torch/ours > 1 means ours is faster. Command: `python benchmarks/bench_gpu.py --write`.", ""]
         if failures:

@@ -38,39 +38,48 @@ class Case:
     extra: dict = field(default_factory=dict)
 
 
-def time_ms(cp, fn, warmup: int = 5, reps: int = 50) -> float:
-    """Median milliseconds of ``fn()`` on the current stream, timed with CUDA events per call."""
+def _median_batched(record, fn, warmup, reps, batch):
+    """Median per-call milliseconds over ``reps`` batches of ``batch`` back-to-back calls.
+
+    Timing whole batches between two events measures what the GPU sustains: the launch of the next
+    call overlaps the kernel of the previous one, as it does inside a training step. (One event pair
+    per call would add the Python and launch time of every call when it exceeds the kernel's.)
+    """
     for _ in range(warmup):
         fn()
-    cp.cuda.get_current_stream().synchronize()
-    start, stop = cp.cuda.Event(), cp.cuda.Event()
     ts = []
     for _ in range(reps):
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        ts.append(cp.cuda.get_elapsed_time(start, stop))
+        ts.append(record(lambda: [fn() for _ in range(batch)]) / batch)
     return statistics.median(ts)
 
 
-def time_torch_ms(torch, fn, warmup: int = 5, reps: int = 50) -> float:
-    """Median milliseconds of a PyTorch callable on torch's current stream."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    ts = []
-    for _ in range(reps):
+def time_ms(cp, fn, warmup: int = 5, reps: int = 10, batch: int = 20) -> float:
+    """Median milliseconds per call of ``fn()`` on CuPy's current stream (CUDA events)."""
+    def record(run):
+        start, stop = cp.cuda.Event(), cp.cuda.Event()
+        cp.cuda.get_current_stream().synchronize()
         start.record()
-        fn()
+        run()
         stop.record()
         stop.synchronize()
-        ts.append(start.elapsed_time(stop))
-    return statistics.median(ts)
+        return cp.cuda.get_elapsed_time(start, stop)
+    return _median_batched(record, fn, warmup, reps, batch)
 
 
-def measure(cp, torch, case: Case, reps: int = 50) -> dict:
+def time_torch_ms(torch, fn, warmup: int = 5, reps: int = 10, batch: int = 20) -> float:
+    """Median milliseconds per call of a PyTorch callable on torch's current stream."""
+    def record(run):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        start.record()
+        run()
+        stop.record()
+        stop.synchronize()
+        return start.elapsed_time(stop)
+    return _median_batched(record, fn, warmup, reps, batch)
+
+
+def measure(cp, torch, case: Case, reps: int = 10) -> dict:
     """Times ``case`` (and its torch twin) and returns one result row as a dict."""
     ms = time_ms(cp, case.run, reps=reps)
     row = dict(op=case.op, direction=case.direction, shape=case.shape, ms=ms, note=case.note, **case.extra)
