@@ -1,0 +1,9 @@
+// kernels/dropout.cu in the extension's kernel table (see registry.h).
+#include "../kernels/dropout.cu"
+#include "registry.h"
+
+PYCONVNET_KERNEL(dropout_fwd<float>)
+PYCONVNET_KERNEL(dropout_fwd<double>)
+PYCONVNET_KERNEL(dropout_bwd<float>)
+PYCONVNET_KERNEL(dropout_bwd<double>)
+PYCONVNET_KERNEL(dropout_mask<bool>)
