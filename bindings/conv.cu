@@ -1,0 +1,27 @@
+// kernels/conv.cu in the extension's kernel table (see registry.h).
+#include "../kernels/conv.cu"
+#include "registry.h"
+
+PYCONVNET_KERNEL(conv_fwd<float,128,128,2>)
+PYCONVNET_KERNEL(conv_fwd<float,64,128,2>)
+PYCONVNET_KERNEL(conv_fwd<float,32,128,2>)
+PYCONVNET_KERNEL(conv_fwd<float,64,128,1>)
+PYCONVNET_KERNEL(conv_fwd<float,64,128,0>)
+PYCONVNET_KERNEL(conv_fwd<double,32,32,0>)
+PYCONVNET_KERNEL(conv_bwd_data<float,128,128,2>)
+PYCONVNET_KERNEL(conv_bwd_data<float,64,128,2>)
+PYCONVNET_KERNEL(conv_bwd_data<float,32,128,2>)
+PYCONVNET_KERNEL(conv_bwd_data<float,64,128,0>)
+PYCONVNET_KERNEL(conv_bwd_data<double,32,32,0>)
+PYCONVNET_KERNEL(conv_bwd_data_smallc<float,3,3>)
+PYCONVNET_KERNEL(conv_bwd_data_smallc<float,3,11>)
+PYCONVNET_KERNEL(conv_bwd_data_smallc<float,4,11>)
+PYCONVNET_KERNEL(conv_bwd_filter<float,128,128,2>)
+PYCONVNET_KERNEL(conv_bwd_filter<float,128,64,2>)
+PYCONVNET_KERNEL(conv_bwd_filter<float,128,32,2>)
+PYCONVNET_KERNEL(conv_bwd_filter<float,64,64,0>)
+PYCONVNET_KERNEL(conv_bwd_filter<double,32,32,0>)
+PYCONVNET_KERNEL(conv_sum_splits<float>)
+PYCONVNET_KERNEL(conv_sum_splits<double>)
+PYCONVNET_KERNEL(bias_bwd<float>)
+PYCONVNET_KERNEL(bias_bwd<double>)
