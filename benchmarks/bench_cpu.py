@@ -84,33 +84,42 @@ def cases(rng):
     norm_case("cmrnorm", "cmrnorm", 32, 16, 5)
     norm_case("cnorm", "cnorm", 32, 16, 3)
 
-    x = r(32, 16, 16, N)
-    y = neuron.neuron_fwd(x, "relu")
-    dy = r(*y.shape)
-    out.append(("relu (neuron)", f"32x16x16x{N}", lambda: neuron.neuron_fwd(x, "relu"),
-                lambda: neuron.neuron_bwd(dy, x, y, "relu")))
+    # Each case builds its arrays inside a function: the lambdas must not share names that a later
+    # case rebinds (a closure sees a variable's last value, not the one it was created with).
+    def relu_case():
+        x = r(32, 16, 16, N)
+        y = neuron.neuron_fwd(x, "relu")
+        dy = r(*y.shape)
+        out.append(("relu (neuron)", f"32x16x16x{N}", lambda: neuron.neuron_fwd(x, "relu"),
+                    lambda: neuron.neuron_bwd(dy, x, y, "relu")))
 
-    x, w, b = r(1024, N), r(1024, 10) * 0.01, r(10, 1)
-    dy = r(10, N)
-    out.append(("fc10 (fc)", f"1024x{N} -> 10x{N}", lambda: fc.fc_fwd(x, w, b),
-                lambda: (fc.fc_bwd_data(dy, w), fc.fc_bwd_filter(dy, x), conv.bias_bwd(dy, True))))
+    def fc_case():
+        x, w, b = r(1024, N), r(1024, 10) * 0.01, r(10, 1)
+        dy = r(10, N)
+        out.append(("fc10 (fc)", f"1024x{N} -> 10x{N}", lambda: fc.fc_fwd(x, w, b),
+                    lambda: (fc.fc_bwd_data(dy, w), fc.fc_bwd_filter(dy, x), conv.bias_bwd(dy, True))))
 
-    x = r(10, N)
-    labels = rng.integers(0, 10, N)
-    p = softmax.softmax_fwd(x)
-    out.append(("probs + logprob (softmax, logreg)", f"10x{N}",
-                lambda: (softmax.softmax_fwd(x), softmax.logreg_cost(p, labels)),
-                lambda: softmax.softmax_logreg_bwd(p, labels)))
+    def softmax_case():
+        x = r(10, N)
+        labels = rng.integers(0, 10, N)
+        p = softmax.softmax_fwd(x)
+        out.append(("probs + logprob (softmax, logreg)", f"10x{N}",
+                    lambda: (softmax.softmax_fwd(x), softmax.logreg_cost(p, labels)),
+                    lambda: softmax.softmax_logreg_bwd(p, labels)))
 
-    x = r(4096, N)
-    dy = r(4096, N)
-    kw = dict(keep=0.5, seed=1, layer=7, step=3)
-    out.append(("dropout", f"4096x{N}", lambda: dropout.dropout_fwd(x, **kw),
-                lambda: dropout.dropout_bwd(dy, **kw)))
+    def dropout_case():
+        x, dy = r(4096, N), r(4096, N)
+        kw = dict(keep=0.5, seed=1, layer=7, step=3)
+        out.append(("dropout", f"4096x{N}", lambda: dropout.dropout_fwd(x, **kw),
+                    lambda: dropout.dropout_bwd(dy, **kw)))
 
-    w, inc, g = r(32, 5, 5, 32), r(32, 5, 5, 32), r(32, 5, 5, 32)
-    out.append(("sgd update (conv2 weights)", "32x5x5x32", lambda: None,
-                lambda: sgd.sgd_update(w, inc, g, eps=1e-3, mom=0.9, wc=4e-3, n=N)))
+    def sgd_case():
+        w, inc, g = r(32, 5, 5, 32), r(32, 5, 5, 32), r(32, 5, 5, 32)
+        out.append(("sgd update (conv2 weights)", "32x5x5x32", lambda: None,
+                    lambda: sgd.sgd_update(w, inc, g, eps=1e-3, mom=0.9, wc=4e-3, n=N)))
+
+    for case in (relu_case, fc_case, softmax_case, dropout_case, sgd_case):
+        case()
     return out
 
 

@@ -123,6 +123,23 @@ def test_pool_matches_loop(shape, size, stride, start, outputs, mode, dtype):
     np.testing.assert_allclose(dx, dwant, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("shape, size, stride, start, outputs", GEOMS, ids=GEOM_IDS)
+def test_max_bwd_in_channel_blocks(shape, size, stride, start, outputs, monkeypatch):
+    """The max backward walks channel blocks of BLOCK_BYTES; one channel per block (and a last,
+    partial block) gives exactly the loop reference's result."""
+    from pyconvnet.ops import pool
+    monkeypatch.setattr(pool, "BLOCK_BYTES", 2 * shape[1] * shape[2] * shape[3] * 8 - 1)  # 1 channel/block
+    rng = np.random.default_rng(2)
+    x = np.round(rng.standard_normal((5, *shape[1:])), 1)  # 5 channels, rounded: ties occur
+    kw = dict(mode="max", size=size, stride=stride, start=start, outputs=outputs)
+    y = pool_fwd(x, **kw)
+    dy = rng.standard_normal(y.shape)
+    want = loop_pool_bwd(dy, x, "max", size, stride, start, outputs)
+    np.testing.assert_allclose(pool_bwd(dy, x, y, **kw), want, rtol=1e-13, atol=1e-13)
+    monkeypatch.setattr(pool, "BLOCK_BYTES", 2 * shape[1] * shape[2] * shape[3] * 8)  # 2 channels/block
+    np.testing.assert_allclose(pool_bwd(dy, x, y, **kw), want, rtol=1e-13, atol=1e-13)
+
+
 def test_avg_divides_by_in_image_count():
     x = np.arange(1.0, 10.0).reshape(1, 3, 3, 1)  # [[1 2 3] [4 5 6] [7 8 9]]
     y = pool_fwd(x, mode="avg", size=2, stride=2)  # windows rows/cols [0,2) and [2,3)

@@ -22,8 +22,10 @@ from __future__ import annotations
 import numpy as np
 
 from ._check import check_array, check_int, check_same_dtype, fail
+from ._parallel import blocks, run_blocks
 
 MODES = ("max", "avg")
+BLOCK_BYTES = 1 << 20  # channel block of the max backward (see pool_bwd)
 
 
 def window_taps(img: int, n_out: int, size: int, stride: int, start: int):
@@ -140,9 +142,21 @@ def pool_bwd(dy, x, y, *, mode, size, stride, start=0, outputs=0):
     taps_w = list(window_taps(w, ow, size, stride, start))
     dx = np.zeros_like(x)
     if mode == "max":
-        for _, oy, ry in taps_h:
-            for _, ox, rx in taps_w:
-                dx[:, ry, rx] += dy[:, oy, ox] * (x[:, ry, rx] == y[:, oy, ox])
+        # Blocks of channels of about BLOCK_BYTES (on a few threads), so the size*size passes over a
+        # block run in cache, with the mask and product written into per-block buffers.
+        def block(c0, c1):
+            cs = slice(c0, c1)
+            eq = np.empty((c1 - c0, oh, ow, n), dtype=bool)
+            prod = np.empty(eq.shape, dtype=x.dtype)
+            for _, oy, ry in taps_h:
+                for _, ox, rx in taps_w:
+                    xs, d = x[cs, ry, rx], dx[cs, ry, rx]
+                    e, t = eq[:, :xs.shape[1], :xs.shape[2]], prod[:, :xs.shape[1], :xs.shape[2]]
+                    np.equal(xs, y[cs, oy, ox], out=e)
+                    np.multiply(dy[cs, oy, ox], e, out=t)
+                    np.add(d, t, out=d)
+
+        run_blocks(block, blocks(c, BLOCK_BYTES // (h * w * n * x.itemsize)))
         return dx
     drows = np.zeros((c, oh, w, n), dtype=x.dtype)  # gradient of the row-stage sums
     g = dy / _counts(h, w, oh, ow, size, stride, start, dy.dtype)
