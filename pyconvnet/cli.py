@@ -14,8 +14,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 NETS = Path(__file__).resolve().parent / "nets"
 DEFAULTS = dict(layer_def="default", layer_params=None, data_provider=None, data_path=None,
                 train_range=None, test_range=None, epochs=20, mini=128, test_freq=0,

@@ -105,7 +105,6 @@ class Net:
     # -- graph analysis -------------------------------------------------------------------------
 
     def _plan(self):
-        specs = {s.name: s for s in self.specs}
         consumers = {s.name: [] for s in self.specs}
         for s in self.specs:
             for i in s.inputs:
@@ -151,7 +150,6 @@ class Net:
 
     def _data(self, layer, arr, n_expected):
         s = layer.spec
-        xp = self.xp
         if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
             raise ValueError(f"Net.forward: data layer {s.name!r} (dataIdx {s.params['data_idx']}) "
                              f"needs an array, got {type(arr).__name__}")
@@ -349,7 +347,7 @@ class Net:
             raise ValueError(f"Net.outputs: {name!r} is a cost layer; its value is in forward()'s "
                              f"result")
         if name not in self._outs:
-            raise ValueError(f"Net.outputs: no forward has run yet")
+            raise ValueError("Net.outputs: no forward has run yet")
         return self._outs[name]
 
     def predict(self, images):

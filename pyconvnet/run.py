@@ -8,7 +8,6 @@ rates can be edited between runs.
 """
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path

@@ -292,10 +292,9 @@ def conv_bwd_data(dy, w, img_size, *, padding=0, stride=1, groups=1):
     return np.ascontiguousarray(dxp[:, padding:padding + H, padding:padding + W])
 
 
-def conv_bwd_filter(dy, x, filter_size, *, padding=0, stride=1, groups=1):
-    """Convolution backward w.r.t. the filters: dw (C/groups, R, R, K) from dy (K, OH, OW, N) and
-    x (C, H, W, N), R = filter_size. dw has the dtype of dy and x (which must agree)."""
-    op = "conv_bwd_filter"
+def check_bwd_filter(op, dy, x, filter_size, padding, stride, groups):
+    """The argument checks of a backward-filter op (conv and local, both backends): returns
+    padding, stride, groups, R, x.shape, K, OH, OW."""
     padding, stride, groups, R = _geometry(op, padding, stride, groups, filter_size)
     check_array(op, "dy", dy, 4)
     check_array(op, "x", x, 4)
@@ -310,6 +309,15 @@ def conv_bwd_filter(dy, x, filter_size, *, padding=0, stride=1, groups=1):
     OW = _out_size(op, W, R, padding, stride, "width", f"x {x.shape}, filter_size {R}")
     _check_out(op, dy, K, OH, OW, N, f"for x {x.shape}, filter_size {R}, padding {padding}, "
                                      f"stride {stride}")
+    return padding, stride, groups, R, (C, H, W, N), K, OH, OW
+
+
+def conv_bwd_filter(dy, x, filter_size, *, padding=0, stride=1, groups=1):
+    """Convolution backward w.r.t. the filters: dw (C/groups, R, R, K) from dy (K, OH, OW, N) and
+    x (C, H, W, N), R = filter_size. dw has the dtype of dy and x (which must agree)."""
+    op = "conv_bwd_filter"
+    padding, stride, groups, R, (C, H, W, N), K, OH, OW = check_bwd_filter(
+        op, dy, x, filter_size, padding, stride, groups)
 
     Cg, Kg = C // groups, K // groups
     xp = _pad(x, padding, (OH - 1) * stride + R, (OW - 1) * stride + R)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from pyconvnet.ops._check import check_array, check_same_dtype, fail
-from pyconvnet.ops.conv import (_buffer, _check_bias, _check_filters, _check_groups, _check_out,
+from pyconvnet.ops.conv import (check_bwd_filter, _buffer, _check_bias, _check_filters, _check_groups, _check_out,
                                 _chunks, _col2im_add, _geometry, _img_size, _out_size, _pad,
                                 _window_view)
 
@@ -127,20 +127,8 @@ def local_bwd_filter(dy, x, filter_size, *, padding=0, stride=1, groups=1):
     """Locally connected backward w.r.t. the filters: dw (OH*OW, C/groups, R, R, K) from
     dy (K, OH, OW, N) and x (C, H, W, N), R = filter_size. dw has the dtype of dy and x."""
     op = "local_bwd_filter"
-    padding, stride, groups, R = _geometry(op, padding, stride, groups, filter_size)
-    check_array(op, "dy", dy, 4)
-    check_array(op, "x", x, 4)
-    check_same_dtype(op, dy=dy, x=x)
-    C, H, W, N = x.shape
-    K = dy.shape[0]
-    if C % groups:
-        fail(op, f"channels {C} of x {x.shape} are not divisible by groups={groups}")
-    if K % groups:
-        fail(op, f"filters K={K} of dy {dy.shape} are not divisible by groups={groups}")
-    OH = _out_size(op, H, R, padding, stride, "height", f"x {x.shape}, filter_size {R}")
-    OW = _out_size(op, W, R, padding, stride, "width", f"x {x.shape}, filter_size {R}")
-    _check_out(op, dy, K, OH, OW, N, f"for x {x.shape}, filter_size {R}, padding {padding}, "
-                                     f"stride {stride}")
+    padding, stride, groups, R, (C, H, W, N), K, OH, OW = check_bwd_filter(
+        op, dy, x, filter_size, padding, stride, groups)
 
     Cg, Kg = C // groups, K // groups
     CRR = Cg * R * R

@@ -19,7 +19,6 @@ a cost model (blocks per wave on the device, relative tile efficiency). float64 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -360,21 +359,9 @@ def conv_bwd_filter(dy, x, filter_size, *, padding=0, stride=1, groups=1, out=No
     """Convolution backward w.r.t. the filters (weightActs): dw (C/groups, R, R, K) from dy (K, OH, OW, N)
     and x (C, H, W, N), R = filter_size. Deterministic: fixed-order split sums, no atomics."""
     op = "conv_bwd_filter"
-    padding, stride, groups, R = ref._geometry(op, padding, stride, groups, filter_size)
     _devices(op, dy=dy, x=x)
-    check_array(op, "dy", dy, 4)
-    check_array(op, "x", x, 4)
-    check_same_dtype(op, dy=dy, x=x)
-    C, H, W, N = x.shape
-    K = dy.shape[0]
-    if C % groups:
-        fail(op, f"channels {C} of x {x.shape} are not divisible by groups={groups}")
-    if K % groups:
-        fail(op, f"filters K={K} of dy {dy.shape} are not divisible by groups={groups}")
-    OH = ref._out_size(op, H, R, padding, stride, "height", f"x {x.shape}, filter_size {R}")
-    OW = ref._out_size(op, W, R, padding, stride, "width", f"x {x.shape}, filter_size {R}")
-    ref._check_out(op, dy, K, OH, OW, N, f"for x {x.shape}, filter_size {R}, padding {padding}, "
-                                         f"stride {stride}")
+    padding, stride, groups, R, (C, H, W, N), K, OH, OW = ref.check_bwd_filter(
+        op, dy, x, filter_size, padding, stride, groups)
     dw = _out(op, out, (C // groups, R, R, K), x.dtype)
     if dw.size == 0:
         return dw

@@ -15,7 +15,7 @@ Each kernel's grid and block come from ``local_fwd_config``, ``local_bwd_data_co
 from __future__ import annotations
 
 from ...ops._check import check_array, check_same_dtype, fail
-from ...ops.conv import (_check_bias, _check_filters, _check_groups, _check_out, _geometry, _img_size,
+from ...ops.conv import (check_bwd_filter, _check_bias, _check_filters, _check_groups, _check_out, _geometry, _img_size,
                          _out_size)
 from ...ops.local import _check_w
 from ..launch import Kernel, check_device_array, launch
@@ -150,21 +150,9 @@ def local_bwd_filter(dy, x, filter_size, *, padding=0, stride=1, groups=1, out=N
     """dw (OH*OW, C/groups, R, R, K) from dy (K, OH, OW, N) and x (C, H, W, N), R = filter_size.
     CuPy arrays of one float dtype; returns ``out`` or a new array."""
     op = "local_bwd_filter"
-    padding, stride, groups, R = _geometry(op, padding, stride, groups, filter_size)
     _devices(op, dy=dy, x=x)
-    check_array(op, "dy", dy, 4)
-    check_array(op, "x", x, 4)
-    check_same_dtype(op, dy=dy, x=x)
-    C, H, W, N = x.shape
-    K = dy.shape[0]
-    if C % groups:
-        fail(op, f"channels {C} of x {x.shape} are not divisible by groups={groups}")
-    if K % groups:
-        fail(op, f"filters K={K} of dy {dy.shape} are not divisible by groups={groups}")
-    OH = _out_size(op, H, R, padding, stride, "height", f"x {x.shape}, filter_size {R}")
-    OW = _out_size(op, W, R, padding, stride, "width", f"x {x.shape}, filter_size {R}")
-    _check_out(op, dy, K, OH, OW, N, f"for x {x.shape}, filter_size {R}, padding {padding}, "
-                                     f"stride {stride}")
+    padding, stride, groups, R, (C, H, W, N), K, OH, OW = check_bwd_filter(
+        op, dy, x, filter_size, padding, stride, groups)
     Cg = C // groups
     _int32(op, **{"C*H*W": C * H * W, "K*OH*OW": K * OH * OW, "C/groups*R*R": Cg * R * R, "N": N})
     dw = _out(op, out, (OH * OW, Cg, R, R, K), x)
