@@ -214,19 +214,7 @@ def conv_fwd(x, w, b=None, *, padding=0, stride=1, groups=1):
     ``b`` is None, shared (K, 1) or untied (K*OH*OW, 1). All arrays share one float dtype (float32
     or float64) and are C-contiguous; y has that dtype.
     """
-    op = "conv_fwd"
-    padding, stride, groups, _ = _geometry(op, padding, stride, groups)
-    check_array(op, "x", x, 4)
-    R = _check_filters(op, w, 4)
-    if b is not None:
-        check_array(op, "b", b, 2)
-    check_same_dtype(op, x=x, w=w, b=b)
-    C, H, W, N = x.shape
-    Cg, K = w.shape[0], w.shape[3]
-    _check_groups(op, C, K, Cg, groups, "x", x.shape, w.shape)
-    OH = _out_size(op, H, R, padding, stride, "height", f"x {x.shape}, w {w.shape}")
-    OW = _out_size(op, W, R, padding, stride, "width", f"x {x.shape}, w {w.shape}")
-    b = _check_bias(op, b, K, OH, OW)
+    padding, stride, groups, R, _, _, _, OH, OW, b = check_fwd("conv_fwd", x, w, b, padding, stride, groups)
     xp = _pad(x, padding, (OH - 1) * stride + R, (OW - 1) * stride + R)
     return _fwd_padded(xp, w, b, groups, stride, OH, OW)
 
@@ -251,21 +239,9 @@ def conv_bwd_data(dy, w, img_size, *, padding=0, stride=1, groups=1):
     chunk, no scatter); otherwise w2 @ dy2 followed by col2im (the better choice when the matmul
     would have few rows, as for 3 input channels, and the only one for stride > 1).
     """
-    op = "conv_bwd_data"
-    padding, stride, groups, _ = _geometry(op, padding, stride, groups)
-    H, W = _img_size(op, img_size)
-    check_array(op, "dy", dy, 4)
-    R = _check_filters(op, w, 4)
-    check_same_dtype(op, dy=dy, w=w)
-    Cg, K = w.shape[0], w.shape[3]
-    N = dy.shape[3]
+    padding, stride, groups, R, (H, W), N, Cg, K, OH, OW = check_bwd_data(
+        "conv_bwd_data", dy, w, img_size, padding, stride, groups)
     C = Cg * groups
-    if K % groups:
-        fail(op, f"filters K={K} of w {w.shape} are not divisible by groups={groups}")
-    OH = _out_size(op, H, R, padding, stride, "height", f"img_size {(H, W)}, w {w.shape}")
-    OW = _out_size(op, W, R, padding, stride, "width", f"img_size {(H, W)}, w {w.shape}")
-    _check_out(op, dy, K, OH, OW, N, f"for img_size {(H, W)}, w {w.shape}, padding {padding}, "
-                                     f"stride {stride}")
     if stride == 1 and Cg >= TRANSPOSED_MIN_CHANNELS:
         dyp = _pad(dy, R - 1 - padding, H + R - 1, W + R - 1)
         return _fwd_padded(dyp, _flip_filters(w, groups), None, groups, 1, H, W)
@@ -292,10 +268,70 @@ def conv_bwd_data(dy, w, img_size, *, padding=0, stride=1, groups=1):
     return np.ascontiguousarray(dxp[:, padding:padding + H, padding:padding + W])
 
 
-def check_bwd_filter(op, dy, x, filter_size, padding, stride, groups):
+def _check_banks(op, w, OH, OW):
+    """A local layer's w (OH*OW, C/groups, R, R, K) must hold one filter bank per output position."""
+    if w.shape[0] != OH * OW:
+        fail(op, f"w {w.shape} must have OH*OW = {OH}*{OW} = {OH * OW} filter banks in its first "
+                 f"dimension")
+
+
+def _filter_dims(op, w, local):
+    """R, C/groups and K of w: (C/groups, R, R, K) for conv, (OH*OW, C/groups, R, R, K) for local."""
+    R = _check_filters(op, w, 5 if local else 4)
+    return R, w.shape[-4], w.shape[-1]
+
+
+def check_fwd(op, x, w, b, padding, stride, groups, *, local=False, arrays=None):
+    """The argument checks of a forward op (conv, or local with ``local=True``; both backends):
+    returns padding, stride, groups, R, x.shape, C/groups, K, OH, OW and the checked b.
+    ``arrays`` (the CUDA backend's device check) runs after the scalar arguments' checks."""
+    padding, stride, groups, _ = _geometry(op, padding, stride, groups)
+    if arrays is not None:
+        arrays()
+    check_array(op, "x", x, 4)
+    R, Cg, K = _filter_dims(op, w, local)
+    if b is not None:
+        check_array(op, "b", b, 2)
+    check_same_dtype(op, x=x, w=w, b=b)
+    C, H, W, N = x.shape
+    _check_groups(op, C, K, Cg, groups, "x", x.shape, w.shape)
+    OH = _out_size(op, H, R, padding, stride, "height", f"x {x.shape}, w {w.shape}")
+    OW = _out_size(op, W, R, padding, stride, "width", f"x {x.shape}, w {w.shape}")
+    if local:
+        _check_banks(op, w, OH, OW)
+    b = _check_bias(op, b, K, OH, OW, shared_ok=not local)
+    return padding, stride, groups, R, (C, H, W, N), Cg, K, OH, OW, b
+
+
+def check_bwd_data(op, dy, w, img_size, padding, stride, groups, *, local=False, arrays=None):
+    """The argument checks of a backward-data op (conv, or local with ``local=True``; both
+    backends): returns padding, stride, groups, R, (H, W), N, C/groups, K, OH, OW. ``arrays`` as
+    in `check_fwd`."""
+    padding, stride, groups, _ = _geometry(op, padding, stride, groups)
+    H, W = _img_size(op, img_size)
+    if arrays is not None:
+        arrays()
+    check_array(op, "dy", dy, 4)
+    R, Cg, K = _filter_dims(op, w, local)
+    check_same_dtype(op, dy=dy, w=w)
+    N = dy.shape[3]
+    if K % groups:
+        fail(op, f"filters K={K} of w {w.shape} are not divisible by groups={groups}")
+    OH = _out_size(op, H, R, padding, stride, "height", f"img_size {(H, W)}, w {w.shape}")
+    OW = _out_size(op, W, R, padding, stride, "width", f"img_size {(H, W)}, w {w.shape}")
+    if local:
+        _check_banks(op, w, OH, OW)
+    _check_out(op, dy, K, OH, OW, N, f"for img_size {(H, W)}, w {w.shape}, padding {padding}, "
+                                     f"stride {stride}")
+    return padding, stride, groups, R, (H, W), N, Cg, K, OH, OW
+
+
+def check_bwd_filter(op, dy, x, filter_size, padding, stride, groups, *, arrays=None):
     """The argument checks of a backward-filter op (conv and local, both backends): returns
-    padding, stride, groups, R, x.shape, K, OH, OW."""
+    padding, stride, groups, R, x.shape, K, OH, OW. ``arrays`` as in `check_fwd`."""
     padding, stride, groups, R = _geometry(op, padding, stride, groups, filter_size)
+    if arrays is not None:
+        arrays()
     check_array(op, "dy", dy, 4)
     check_array(op, "x", x, 4)
     check_same_dtype(op, dy=dy, x=x)

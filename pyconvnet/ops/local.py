@@ -17,16 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pyconvnet.ops._check import check_array, check_same_dtype, fail
-from pyconvnet.ops.conv import (check_bwd_filter, _buffer, _check_bias, _check_filters, _check_groups, _check_out,
-                                _chunks, _col2im_add, _geometry, _img_size, _out_size, _pad,
-                                _window_view)
-
-
-def _check_w(op, w, OH, OW):
-    if w.shape[0] != OH * OW:
-        fail(op, f"w {w.shape} must have OH*OW = {OH}*{OW} = {OH * OW} filter banks in its first "
-                 f"dimension")
+from pyconvnet.ops.conv import (_buffer, _chunks, _col2im_add, _pad, _window_view, check_bwd_data,
+                                check_bwd_filter, check_fwd)
 
 
 def _local_cols(xp, c0, c1, R, stride, rect, buf):
@@ -48,20 +40,8 @@ def _positions(rect, OW):
 def local_fwd(x, w, b=None, *, padding=0, stride=1, groups=1):
     """Locally connected forward: y (K, OH, OW, N) from x (C, H, W, N) and
     w (OH*OW, C/groups, R, R, K); b None or untied (K*OH*OW, 1). One float dtype throughout."""
-    op = "local_fwd"
-    padding, stride, groups, _ = _geometry(op, padding, stride, groups)
-    check_array(op, "x", x, 4)
-    R = _check_filters(op, w, 5)
-    if b is not None:
-        check_array(op, "b", b, 2)
-    check_same_dtype(op, x=x, w=w, b=b)
-    C, H, W, N = x.shape
-    Cg, K = w.shape[1], w.shape[4]
-    _check_groups(op, C, K, Cg, groups, "x", x.shape, w.shape)
-    OH = _out_size(op, H, R, padding, stride, "height", f"x {x.shape}, w {w.shape}")
-    OW = _out_size(op, W, R, padding, stride, "width", f"x {x.shape}, w {w.shape}")
-    _check_w(op, w, OH, OW)
-    b = _check_bias(op, b, K, OH, OW, shared_ok=False)
+    padding, stride, groups, R, (C, H, W, N), Cg, K, OH, OW, b = check_fwd(
+        "local_fwd", x, w, b, padding, stride, groups, local=True)
 
     Kg, CRR = K // groups, Cg * R * R
     xp = _pad(x, padding, (OH - 1) * stride + R, (OW - 1) * stride + R)
@@ -86,21 +66,8 @@ def local_fwd(x, w, b=None, *, padding=0, stride=1, groups=1):
 def local_bwd_data(dy, w, img_size, *, padding=0, stride=1, groups=1):
     """Locally connected backward w.r.t. the images: dx (C, H, W, N) from dy (K, OH, OW, N) and
     w (OH*OW, C/groups, R, R, K); img_size = (H, W). dx has the dtype of dy and w."""
-    op = "local_bwd_data"
-    padding, stride, groups, _ = _geometry(op, padding, stride, groups)
-    H, W = _img_size(op, img_size)
-    check_array(op, "dy", dy, 4)
-    R = _check_filters(op, w, 5)
-    check_same_dtype(op, dy=dy, w=w)
-    Cg, K = w.shape[1], w.shape[4]
-    N = dy.shape[3]
-    if K % groups:
-        fail(op, f"filters K={K} of w {w.shape} are not divisible by groups={groups}")
-    OH = _out_size(op, H, R, padding, stride, "height", f"img_size {(H, W)}, w {w.shape}")
-    OW = _out_size(op, W, R, padding, stride, "width", f"img_size {(H, W)}, w {w.shape}")
-    _check_w(op, w, OH, OW)
-    _check_out(op, dy, K, OH, OW, N, f"for img_size {(H, W)}, w {w.shape}, padding {padding}, "
-                                     f"stride {stride}")
+    padding, stride, groups, R, (H, W), N, Cg, K, OH, OW = check_bwd_data(
+        "local_bwd_data", dy, w, img_size, padding, stride, groups, local=True)
 
     Kg, CRR = K // groups, Cg * R * R
     Hp, Wp = (OH - 1) * stride + R, (OW - 1) * stride + R

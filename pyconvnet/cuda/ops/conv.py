@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...ops import conv as ref
-from ...ops._check import check_array, check_same_dtype, fail
+from ...ops._check import check_array, fail
 from ...ops.conv import conv_out_size  # noqa: F401  (the same function as the reference)
 from ..launch import DeviceLimits, Kernel, check_device_array, device_limits, grid_stride_config, launch
 
@@ -301,19 +301,8 @@ def conv_fwd(x, w, b=None, *, padding=0, stride=1, groups=1, out=None, variant=N
     """Convolution forward (filterActs): y (K, OH, OW, N) from x (C, H, W, N), w (C/groups, R, R, K) and
     b (None, (K, 1) shared or (K*OH*OW, 1) untied), CuPy arrays of one float dtype."""
     op = "conv_fwd"
-    padding, stride, groups, _ = ref._geometry(op, padding, stride, groups)
-    _devices(op, x=x, w=w, b=b)
-    check_array(op, "x", x, 4)
-    R = ref._check_filters(op, w, 4)
-    if b is not None:
-        check_array(op, "b", b, 2)
-    check_same_dtype(op, x=x, w=w, b=b)
-    C, H, W, N = x.shape
-    Cg, K = w.shape[0], w.shape[3]
-    ref._check_groups(op, C, K, Cg, groups, "x", x.shape, w.shape)
-    OH = ref._out_size(op, H, R, padding, stride, "height", f"x {x.shape}, w {w.shape}")
-    OW = ref._out_size(op, W, R, padding, stride, "width", f"x {x.shape}, w {w.shape}")
-    ref._check_bias(op, b, K, OH, OW)
+    padding, stride, groups, R, (C, H, W, N), Cg, K, OH, OW, b = ref.check_fwd(
+        op, x, w, b, padding, stride, groups, arrays=lambda: _devices(op, x=x, w=w, b=b))
     y = _out(op, out, (K, OH, OW, N), x.dtype)
     if y.size == 0:
         return y
@@ -329,20 +318,8 @@ def conv_bwd_data(dy, w, img_size, *, padding=0, stride=1, groups=1, out=None, v
     """Convolution backward w.r.t. the images (imgActs): dx (C, H, W, N) from dy (K, OH, OW, N) and
     w (C/groups, R, R, K); img_size = (H, W)."""
     op = "conv_bwd_data"
-    padding, stride, groups, _ = ref._geometry(op, padding, stride, groups)
-    H, W = ref._img_size(op, img_size)
-    _devices(op, dy=dy, w=w)
-    check_array(op, "dy", dy, 4)
-    R = ref._check_filters(op, w, 4)
-    check_same_dtype(op, dy=dy, w=w)
-    Cg, K = w.shape[0], w.shape[3]
-    N = dy.shape[3]
-    if K % groups:
-        fail(op, f"filters K={K} of w {w.shape} are not divisible by groups={groups}")
-    OH = ref._out_size(op, H, R, padding, stride, "height", f"img_size {(H, W)}, w {w.shape}")
-    OW = ref._out_size(op, W, R, padding, stride, "width", f"img_size {(H, W)}, w {w.shape}")
-    ref._check_out(op, dy, K, OH, OW, N, f"for img_size {(H, W)}, w {w.shape}, padding {padding}, "
-                                         f"stride {stride}")
+    padding, stride, groups, R, (H, W), N, Cg, K, OH, OW = ref.check_bwd_data(
+        op, dy, w, img_size, padding, stride, groups, arrays=lambda: _devices(op, dy=dy, w=w))
     C = Cg * groups
     dx = _out(op, out, (C, H, W, N), dy.dtype)
     if dx.size == 0:
@@ -359,9 +336,8 @@ def conv_bwd_filter(dy, x, filter_size, *, padding=0, stride=1, groups=1, out=No
     """Convolution backward w.r.t. the filters (weightActs): dw (C/groups, R, R, K) from dy (K, OH, OW, N)
     and x (C, H, W, N), R = filter_size. Deterministic: fixed-order split sums, no atomics."""
     op = "conv_bwd_filter"
-    _devices(op, dy=dy, x=x)
     padding, stride, groups, R, (C, H, W, N), K, OH, OW = ref.check_bwd_filter(
-        op, dy, x, filter_size, padding, stride, groups)
+        op, dy, x, filter_size, padding, stride, groups, arrays=lambda: _devices(op, dy=dy, x=x))
     dw = _out(op, out, (C // groups, R, R, K), x.dtype)
     if dw.size == 0:
         return dw

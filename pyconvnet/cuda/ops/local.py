@@ -15,9 +15,7 @@ Each kernel's grid and block come from ``local_fwd_config``, ``local_bwd_data_co
 from __future__ import annotations
 
 from ...ops._check import check_array, check_same_dtype, fail
-from ...ops.conv import (check_bwd_filter, _check_bias, _check_filters, _check_groups, _check_out, _geometry, _img_size,
-                         _out_size)
-from ...ops.local import _check_w
+from ...ops.conv import check_bwd_data, check_bwd_filter, check_fwd
 from ..launch import Kernel, check_device_array, launch
 
 # x, w, b, y, C, H, W, N, R, K, OH, OW, padding, stride, groups, has_bias
@@ -94,20 +92,8 @@ def local_fwd(x, w, b=None, *, padding=0, stride=1, groups=1, out=None):
     """y (K, OH, OW, N) from x (C, H, W, N) and w (OH*OW, C/groups, R, R, K); b None or untied
     (K*OH*OW, 1). CuPy arrays of one float dtype; returns ``out`` or a new array."""
     op = "local_fwd"
-    padding, stride, groups, _ = _geometry(op, padding, stride, groups)
-    _devices(op, x=x, w=w, b=b)
-    check_array(op, "x", x, 4)
-    R = _check_filters(op, w, 5)
-    if b is not None:
-        check_array(op, "b", b, 2)
-    check_same_dtype(op, x=x, w=w, b=b)
-    C, H, W, N = x.shape
-    Cg, K = w.shape[1], w.shape[4]
-    _check_groups(op, C, K, Cg, groups, "x", x.shape, w.shape)
-    OH = _out_size(op, H, R, padding, stride, "height", f"x {x.shape}, w {w.shape}")
-    OW = _out_size(op, W, R, padding, stride, "width", f"x {x.shape}, w {w.shape}")
-    _check_w(op, w, OH, OW)
-    b = _check_bias(op, b, K, OH, OW, shared_ok=False)
+    padding, stride, groups, R, (C, H, W, N), Cg, K, OH, OW, b = check_fwd(
+        op, x, w, b, padding, stride, groups, local=True, arrays=lambda: _devices(op, x=x, w=w, b=b))
     _int32(op, **{"C*H*W": C * H * W, "K*OH*OW": K * OH * OW, "C/groups*R*R": Cg * R * R, "N": N})
     y = _out(op, out, (K, OH, OW, N), x)
     if y.size:
@@ -121,21 +107,8 @@ def local_bwd_data(dy, w, img_size, *, padding=0, stride=1, groups=1, out=None):
     """dx (C, H, W, N) from dy (K, OH, OW, N) and w (OH*OW, C/groups, R, R, K); img_size = (H, W).
     CuPy arrays of one float dtype; returns ``out`` or a new array."""
     op = "local_bwd_data"
-    padding, stride, groups, _ = _geometry(op, padding, stride, groups)
-    H, W = _img_size(op, img_size)
-    _devices(op, dy=dy, w=w)
-    check_array(op, "dy", dy, 4)
-    R = _check_filters(op, w, 5)
-    check_same_dtype(op, dy=dy, w=w)
-    Cg, K = w.shape[1], w.shape[4]
-    N = dy.shape[3]
-    if K % groups:
-        fail(op, f"filters K={K} of w {w.shape} are not divisible by groups={groups}")
-    OH = _out_size(op, H, R, padding, stride, "height", f"img_size {(H, W)}, w {w.shape}")
-    OW = _out_size(op, W, R, padding, stride, "width", f"img_size {(H, W)}, w {w.shape}")
-    _check_w(op, w, OH, OW)
-    _check_out(op, dy, K, OH, OW, N, f"for img_size {(H, W)}, w {w.shape}, padding {padding}, "
-                                     f"stride {stride}")
+    padding, stride, groups, R, (H, W), N, Cg, K, OH, OW = check_bwd_data(
+        op, dy, w, img_size, padding, stride, groups, local=True, arrays=lambda: _devices(op, dy=dy, w=w))
     C = Cg * groups
     _int32(op, **{"C*H*W": C * H * W, "K*OH*OW": K * OH * OW, "C/groups*R*R": Cg * R * R, "N": N})
     dx = _out(op, out, (C, H, W, N), dy)
@@ -150,9 +123,8 @@ def local_bwd_filter(dy, x, filter_size, *, padding=0, stride=1, groups=1, out=N
     """dw (OH*OW, C/groups, R, R, K) from dy (K, OH, OW, N) and x (C, H, W, N), R = filter_size.
     CuPy arrays of one float dtype; returns ``out`` or a new array."""
     op = "local_bwd_filter"
-    _devices(op, dy=dy, x=x)
     padding, stride, groups, R, (C, H, W, N), K, OH, OW = check_bwd_filter(
-        op, dy, x, filter_size, padding, stride, groups)
+        op, dy, x, filter_size, padding, stride, groups, arrays=lambda: _devices(op, dy=dy, x=x))
     Cg = C // groups
     _int32(op, **{"C*H*W": C * H * W, "K*OH*OW": K * OH * OW, "C/groups*R*R": Cg * R * R, "N": N})
     dw = _out(op, out, (OH * OW, Cg, R, R, K), x)
