@@ -11,6 +11,9 @@ the comparison with the NumPy reference.
 """
 from __future__ import annotations
 
+import sys
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -47,3 +50,33 @@ def check_close(out, want, tol, what):
     np.testing.assert_array_equal(np.isfinite(o), finite, err_msg=f"{what}: non-finite pattern differs")
     err = np.linalg.norm(o[finite] - w[finite]) / max(np.linalg.norm(w[finite]), 1e-30)
     assert err <= tol, f"{what}: relative error {err:.3g} > {tol}"
+
+
+# --- stand-ins for CuPy, for the wrappers' CPU tests ---------------------------------------------
+
+class FakeDeviceArray:
+    """Just enough of a CuPy array for the wrappers; its pointer is never dereferenced."""
+    __module__ = "cupy._fake"
+
+    def __init__(self, shape, dtype=np.float32, ptr=0x1000, c_contiguous=True):
+        self.shape, self.dtype, self.ndim = tuple(shape), np.dtype(dtype), len(shape)
+        self.size, self.itemsize = int(np.prod(shape)), self.dtype.itemsize
+        self.nbytes = self.size * self.itemsize
+        self.flags, self.strides = SimpleNamespace(c_contiguous=c_contiguous), ()
+        self.data = SimpleNamespace(ptr=ptr)
+
+
+def install_fake_cupy(monkeypatch, **functions):
+    """Make ``import cupy`` give a stand-in with one 132-SM device, stream 0 and ``functions``
+    (e.g. ``empty=...``), and empty the launch caches; returns the stand-in."""
+    from pyconvnet.cuda import launch
+
+    rt = SimpleNamespace(cudaDevAttrMultiProcessorCount=16, cudaDevAttrMaxThreadsPerBlock=1,
+                         cudaDevAttrMaxGridDimX=5, getDevice=lambda: 0,
+                         deviceGetAttribute=lambda attr, dev: {16: 132, 1: 1024, 5: 2**31 - 1}[attr])
+    fake = SimpleNamespace(cuda=SimpleNamespace(runtime=rt, get_current_stream=lambda: SimpleNamespace(ptr=0)),
+                           **functions)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(launch, "_functions", {})
+    monkeypatch.setattr(launch, "_limits", {})
+    return fake

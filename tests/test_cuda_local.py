@@ -12,19 +12,17 @@ channel/filter counts 1, 3, 5, 17, 32, 34, 64, filter sizes 1, 3, 5, strides 1, 
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from pyconvnet.cuda import launch, loader, use_launch_path
+from pyconvnet.cuda import loader, use_launch_path
 from pyconvnet.cuda.ops import local as dev
 from pyconvnet.ops import local as ref
 from pyconvnet.ops.conv import conv_out_size
 
-from gpu_util import BATCHES, PATHS, check_close, poisoned, use_path
+from gpu_util import BATCHES, PATHS, check_close, poisoned, use_path, FakeDeviceArray, install_fake_cupy
 
 KERNEL = Path(__file__).resolve().parent.parent / "kernels" / "local.cu"
 TOL = {np.float32: 1e-4, np.float64: 1e-10}
@@ -85,24 +83,10 @@ def test_launch_configs():
         dev.local_fwd_config(1, 1, 65536, 65536)
 
 
-class _FakeDeviceArray:
-    """Just enough of a CuPy array for the wrappers; its pointer is never dereferenced."""
-    __module__ = "cupy._fake"
-
-    def __init__(self, shape, dtype=np.float32, ptr=0x1000, c_contiguous=True):
-        self.shape, self.dtype, self.ndim = tuple(shape), np.dtype(dtype), len(shape)
-        self.size, self.itemsize = int(np.prod(shape)), self.dtype.itemsize
-        self.flags, self.strides = SimpleNamespace(c_contiguous=c_contiguous), ()
-        self.data = SimpleNamespace(ptr=ptr)
-
-
 @pytest.fixture
 def fake_cupy(monkeypatch):
-    """``import cupy`` gives a stand-in whose arrays are _FakeDeviceArray; launch caches start empty."""
-    fake = SimpleNamespace(empty=lambda shape, dtype: _FakeDeviceArray(shape, dtype, 0x7000),
-                           cuda=SimpleNamespace(get_current_stream=lambda: SimpleNamespace(ptr=0)))
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    monkeypatch.setattr(launch, "_functions", {})
+    """``import cupy`` gives a stand-in whose arrays are FakeDeviceArray; launch caches start empty."""
+    fake = install_fake_cupy(monkeypatch, empty=lambda shape, dtype: FakeDeviceArray(shape, dtype, 0x7000))
     return fake
 
 
@@ -114,46 +98,46 @@ def test_argument_checks_without_a_gpu(fake_cupy):
     with pytest.raises(ValueError, match="local_bwd_data: dy must be a CuPy array"):
         dev.local_bwd_data(dy, w, (5, 5), groups=2)
     with pytest.raises(ValueError, match="local_bwd_filter: x must be a CuPy array"):
-        dev.local_bwd_filter(_FakeDeviceArray(dy.shape), x, 3, groups=2)
+        dev.local_bwd_filter(FakeDeviceArray(dy.shape), x, 3, groups=2)
     with pytest.raises(ValueError, match="local_fwd: stride must be >= 1, got 0"):
         dev.local_fwd(x, w, stride=0, groups=2)
 
     # The reference's messages, with (fake) device arrays.
-    fx, fw, fdy = (_FakeDeviceArray(a.shape) for a in (x, w, dy))
+    fx, fw, fdy = (FakeDeviceArray(a.shape) for a in (x, w, dy))
     with pytest.raises(ValueError, match=r"local_fwd: w \(9, 2, 3, 3, 4\) must have OH\*OW = 5\*5 = 25 filter "
                                          r"banks"):
         dev.local_fwd(fx, fw, padding=1, groups=2)
     with pytest.raises(ValueError, match=r"local_fwd: b must have shape \(36, 1\) \(K=4, OH=3, OW=3\), got "
                                          r"\(4, 1\)"):
-        dev.local_fwd(fx, fw, _FakeDeviceArray((4, 1)), groups=2)
+        dev.local_fwd(fx, fw, FakeDeviceArray((4, 1)), groups=2)
     with pytest.raises(ValueError, match=r"local_fwd: w \(9, 2, 3, 3, 4\) has 2 channels per group, but "
                                          r"x \(4, 5, 5, 2\) with groups=1 has 4"):
         dev.local_fwd(fx, fw)
     with pytest.raises(ValueError, match="local_fwd: inputs must share one dtype"):
-        dev.local_fwd(fx, _FakeDeviceArray(w.shape, np.float64), groups=2)
+        dev.local_fwd(fx, FakeDeviceArray(w.shape, np.float64), groups=2)
     with pytest.raises(ValueError, match="local_fwd: x must be C-contiguous"):
-        dev.local_fwd(_FakeDeviceArray(x.shape, c_contiguous=False), fw, groups=2)
+        dev.local_fwd(FakeDeviceArray(x.shape, c_contiguous=False), fw, groups=2)
     with pytest.raises(ValueError, match=r"local_fwd: out must have shape \(4, 3, 3, 2\), got \(4, 3, 3, 3\)"):
-        dev.local_fwd(fx, fw, groups=2, out=_FakeDeviceArray((4, 3, 3, 3)))
+        dev.local_fwd(fx, fw, groups=2, out=FakeDeviceArray((4, 3, 3, 3)))
     with pytest.raises(ValueError, match="local_fwd: out must be a CuPy array"):
         dev.local_fwd(fx, fw, groups=2, out=np.zeros((4, 3, 3, 2), np.float32))
     with pytest.raises(ValueError, match=r"local_bwd_data: dy must have shape \(4, 3, 3, 2\)"):
-        dev.local_bwd_data(_FakeDeviceArray((4, 2, 3, 2)), fw, (5, 5), groups=2)
+        dev.local_bwd_data(FakeDeviceArray((4, 2, 3, 2)), fw, (5, 5), groups=2)
     with pytest.raises(ValueError, match=r"local_bwd_data: w \(9, 2, 3, 3, 4\) must have OH\*OW"):
         dev.local_bwd_data(fdy, fw, (6, 6), groups=2)
     with pytest.raises(ValueError, match=r"local_bwd_data: img_size must be a pair"):
         dev.local_bwd_data(fdy, fw, (5, 5, 1), groups=2)
     with pytest.raises(ValueError, match="local_bwd_data: inputs must share one dtype, got out=float64"):
-        dev.local_bwd_data(fdy, fw, (5, 5), groups=2, out=_FakeDeviceArray(x.shape, np.float64))
+        dev.local_bwd_data(fdy, fw, (5, 5), groups=2, out=FakeDeviceArray(x.shape, np.float64))
     with pytest.raises(ValueError, match=r"local_bwd_filter: dy must have shape \(4, 5, 5, 2\)"):
         dev.local_bwd_filter(fdy, fx, 3, padding=1, groups=2)
     with pytest.raises(ValueError, match="local_bwd_filter: padding must be >= 0, got -2"):
         dev.local_bwd_filter(fdy, fx, 3, padding=-2, groups=2)
     with pytest.raises(ValueError, match=r"local_bwd_filter: filters K=4 of dy \(4, 3, 3, 2\) are not "
                                          r"divisible by groups=3"):
-        dev.local_bwd_filter(fdy, _FakeDeviceArray((3, 5, 5, 2)), 3, groups=3)
+        dev.local_bwd_filter(fdy, FakeDeviceArray((3, 5, 5, 2)), 3, groups=3)
     with pytest.raises(ValueError, match=r"local_bwd_filter: out must have shape \(9, 2, 3, 3, 4\)"):
-        dev.local_bwd_filter(fdy, fx, 3, groups=2, out=_FakeDeviceArray((9, 4, 3, 3, 4)))
+        dev.local_bwd_filter(fdy, fx, 3, groups=2, out=FakeDeviceArray((9, 4, 3, 3, 4)))
 
 
 def test_rawmodule_launches(fake_cupy, monkeypatch):
@@ -166,8 +150,8 @@ def test_rawmodule_launches(fake_cupy, monkeypatch):
 
     monkeypatch.setattr(loader, "rawmodule", lambda source: Module())
     # C=6, 7x7, N=129, R=3, K=10, padding 1, stride 2, groups 2: OH = OW = 4
-    x, w = _FakeDeviceArray((6, 7, 7, 129), ptr=0x1000), _FakeDeviceArray((16, 3, 3, 3, 10), ptr=0x2000)
-    b, dy = _FakeDeviceArray((160, 1), ptr=0x3000), _FakeDeviceArray((10, 4, 4, 129), ptr=0x4000)
+    x, w = FakeDeviceArray((6, 7, 7, 129), ptr=0x1000), FakeDeviceArray((16, 3, 3, 3, 10), ptr=0x2000)
+    b, dy = FakeDeviceArray((160, 1), ptr=0x3000), FakeDeviceArray((10, 4, 4, 129), ptr=0x4000)
     geo = (6, 7, 7, 129, 3, 10, 4, 4, 1, 2, 2)
     with use_launch_path("rawmodule"):
         y = dev.local_fwd(x, w, b, padding=1, stride=2, groups=2)
@@ -186,9 +170,9 @@ def test_rawmodule_launches(fake_cupy, monkeypatch):
     assert a4[:3] == (dy, x, dw) and a4[3:] == geo
     calls.clear()
     with use_launch_path("rawmodule"):  # empty outputs launch nothing; N = 0 still zeroes dw
-        assert dev.local_fwd(_FakeDeviceArray((6, 7, 7, 0)), w, padding=1, stride=2, groups=2).shape == \
+        assert dev.local_fwd(FakeDeviceArray((6, 7, 7, 0)), w, padding=1, stride=2, groups=2).shape == \
             (10, 4, 4, 0)
-        dev.local_bwd_filter(_FakeDeviceArray((10, 4, 4, 0), np.float64), _FakeDeviceArray((6, 7, 7, 0), np.float64),
+        dev.local_bwd_filter(FakeDeviceArray((10, 4, 4, 0), np.float64), FakeDeviceArray((6, 7, 7, 0), np.float64),
                              3, padding=1, stride=2, groups=2)
     assert [c[0] for c in calls] == ["local_bwd_filter<double>"]
 

@@ -12,19 +12,17 @@ import ctypes
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from pyconvnet.cuda import extension_status, launch, loader, use_launch_path
+from pyconvnet.cuda import extension_status, loader, use_launch_path
 from pyconvnet.cuda.launch import DeviceLimits
 from pyconvnet.cuda.ops import neuron as dev
 from pyconvnet.ops import neuron as ref
 
-from gpu_util import check_close, use_path
+from gpu_util import check_close, use_path, FakeDeviceArray, install_fake_cupy
 
 KERNEL = Path(__file__).resolve().parent.parent / "kernels" / "neuron.cu"
 PARAMS = {"ident": (), "relu": (), "logistic": (), "tanh": (1.7159, 0.6667), "brelu": (1.5,), "softrelu": (),
@@ -68,28 +66,10 @@ def test_argument_checks_without_a_gpu():
         dev.neuron_bwd(x, x, x, "tanh", (1.0,))
 
 
-class _FakeDeviceArray:
-    """Just enough of a CuPy array for the wrappers; its pointer is never dereferenced."""
-    __module__ = "cupy._fake"
-
-    def __init__(self, shape, dtype, ptr):
-        self.shape, self.dtype, self.ndim = tuple(shape), np.dtype(dtype), len(shape)
-        self.size, self.itemsize = int(np.prod(shape)), self.dtype.itemsize
-        self.flags, self.strides = SimpleNamespace(c_contiguous=True), ()
-        self.data = SimpleNamespace(ptr=ptr)
-
-
 @pytest.fixture
 def fake_cupy(monkeypatch):
     """``import cupy`` gives a stand-in with one 132-SM device; launch caches start empty."""
-    rt = SimpleNamespace(cudaDevAttrMultiProcessorCount=16, cudaDevAttrMaxThreadsPerBlock=1,
-                         cudaDevAttrMaxGridDimX=5, getDevice=lambda: 0,
-                         deviceGetAttribute=lambda attr, dev: {16: 132, 1: 1024, 5: 2**31 - 1}[attr])
-    fake = SimpleNamespace(empty_like=lambda a: _FakeDeviceArray(a.shape, a.dtype, 0x7000),
-                           cuda=SimpleNamespace(runtime=rt, get_current_stream=lambda: SimpleNamespace(ptr=0)))
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    monkeypatch.setattr(launch, "_functions", {})
-    monkeypatch.setattr(launch, "_limits", {})
+    fake = install_fake_cupy(monkeypatch, empty_like=lambda a: FakeDeviceArray(a.shape, a.dtype, 0x7000))
     return fake
 
 
@@ -101,7 +81,7 @@ def test_rawmodule_launch_passes_typed_scalars(fake_cupy, monkeypatch):
             return lambda grid, block, args, shared_mem=0: calls.append((name, grid, block, args))
 
     monkeypatch.setattr(loader, "rawmodule", lambda source: Module())
-    x = _FakeDeviceArray((3, 5, 5, 129), np.float32, 0x1000)
+    x = FakeDeviceArray((3, 5, 5, 129), np.float32, 0x1000)
     with use_launch_path("rawmodule"):
         y = dev.neuron_fwd(x, "tanh", (1.5, 2))
         dev.neuron_bwd(x, x, y, "linear", (2, -1), out=x)
@@ -111,7 +91,7 @@ def test_rawmodule_launch_passes_typed_scalars(fake_cupy, monkeypatch):
     assert args[2:] == (9675, dev.KINDS["tanh"], 1.5, 2.0)
     assert name2 == "neuron_bwd<float>" and args2[:4] == (x, x, y, x)
     assert args2[4:] == (9675, dev.KINDS["linear"], 2.0, -1.0) and type(args2[7]) is np.float32
-    x64 = _FakeDeviceArray((7, 3), np.float64, 0x1000)
+    x64 = FakeDeviceArray((7, 3), np.float64, 0x1000)
     calls.clear()
     with use_launch_path("rawmodule"):
         dev.neuron_fwd(x64, "brelu", (6,))
@@ -124,12 +104,12 @@ def test_extension_launch_without_a_device_raises(fake_cupy):
         pytest.skip(f"pyconvnet._cuda not importable: {why}")
     if ext.runtime_info()["device_count"] > 0:
         pytest.skip("a device is present: the gpu tests launch for real (fake pointers would fault)")
-    x = _FakeDeviceArray((3, 5, 5, 129), np.float32, 0x1000)
+    x = FakeDeviceArray((3, 5, 5, 129), np.float32, 0x1000)
     with use_launch_path("extension"):
         with pytest.raises(RuntimeError, match="neuron_fwd<float>: kernel launch failed: cuda"):
             dev.neuron_fwd(x, "tanh", (1.5, 2))
         with pytest.raises(RuntimeError, match="neuron_bwd<float>: kernel launch failed: cuda"):
-            dev.neuron_bwd(x, x, x, "softrelu", out=_FakeDeviceArray(x.shape, np.float32, 0x2000))
+            dev.neuron_bwd(x, x, x, "softrelu", out=FakeDeviceArray(x.shape, np.float32, 0x2000))
 
 
 # --- the kernel code on the host -------------------------------------------------------------------

@@ -22,12 +22,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pyconvnet.cuda import extension_status, launch, loader, use_launch_path
+from pyconvnet.cuda import extension_status, loader, use_launch_path
 from pyconvnet.cuda.launch import DeviceLimits
 from pyconvnet.cuda.ops import norm as dev
 from pyconvnet.ops import norm as ref
 
-from gpu_util import BATCHES, check_close, use_path
+from gpu_util import BATCHES, check_close, use_path, FakeDeviceArray, install_fake_cupy
 
 KERNEL = Path(__file__).resolve().parent.parent / "kernels" / "norm.cu"
 OPS = ("cmrnorm", "rnorm", "cnorm")
@@ -104,36 +104,18 @@ def test_argument_checks_without_a_gpu():
             getattr(dev, op + "_bwd")(x, x, x, x, size=3, scale=1.0, pow=0.75)
 
 
-class _FakeDeviceArray:
-    """Just enough of a CuPy array for the wrappers; its pointer is never dereferenced."""
-    __module__ = "cupy._fake"
-
-    def __init__(self, shape, dtype, ptr):
-        self.shape, self.dtype, self.ndim = tuple(shape), np.dtype(dtype), len(shape)
-        self.size, self.itemsize = int(np.prod(shape)), self.dtype.itemsize
-        self.flags, self.strides = SimpleNamespace(c_contiguous=True), ()
-        self.data = SimpleNamespace(ptr=ptr)
-
-
 @pytest.fixture
 def fake_cupy(monkeypatch):
     """``import cupy`` gives a stand-in with one 132-SM device; new arrays get fresh pointers."""
-    rt = SimpleNamespace(cudaDevAttrMultiProcessorCount=16, cudaDevAttrMaxThreadsPerBlock=1,
-                         cudaDevAttrMaxGridDimX=5, getDevice=lambda: 0,
-                         deviceGetAttribute=lambda attr, dev: {16: 132, 1: 1024, 5: 2**31 - 1}[attr])
     ptrs = iter(range(0x100000, 0x10000000, 0x100000))
-    fake = SimpleNamespace(empty_like=lambda a: _FakeDeviceArray(a.shape, a.dtype, next(ptrs)),
-                           cuda=SimpleNamespace(runtime=rt, get_current_stream=lambda: SimpleNamespace(ptr=0)))
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    monkeypatch.setattr(launch, "_functions", {})
-    monkeypatch.setattr(launch, "_limits", {})
+    fake = install_fake_cupy(monkeypatch, empty_like=lambda a: FakeDeviceArray(a.shape, a.dtype, next(ptrs)))
     return fake
 
 
 def test_output_checks(fake_cupy):
-    x = _FakeDeviceArray((3, 4, 4, 2), np.float32, 0x1000)
-    y = _FakeDeviceArray((3, 4, 4, 2), np.float32, 0x1000 + 96 * 4 - 4)  # overlaps x's last element
-    d = _FakeDeviceArray((3, 4, 4, 2), np.float32, 0x2000)
+    x = FakeDeviceArray((3, 4, 4, 2), np.float32, 0x1000)
+    y = FakeDeviceArray((3, 4, 4, 2), np.float32, 0x1000 + 96 * 4 - 4)  # overlaps x's last element
+    d = FakeDeviceArray((3, 4, 4, 2), np.float32, 0x2000)
     kw = dict(size=3, scale=1.0, pow=0.75)
     with pytest.raises(ValueError, match=r"rnorm_fwd: out\[0\] must not overlap x"):
         dev.rnorm_fwd(x, out=(y, d), **kw)
@@ -142,15 +124,15 @@ def test_output_checks(fake_cupy):
     with pytest.raises(ValueError, match=r"cnorm_fwd: out must be a pair \(y, denom\)"):
         dev.cnorm_fwd(x, out=d, **kw)
     with pytest.raises(ValueError, match=r"cmrnorm_fwd: out\[0\] must have shape \(3, 4, 4, 2\)"):
-        dev.cmrnorm_fwd(x, out=(_FakeDeviceArray((3, 4, 4, 1), np.float32, 0x3000), d), **kw)
+        dev.cmrnorm_fwd(x, out=(FakeDeviceArray((3, 4, 4, 1), np.float32, 0x3000), d), **kw)
     with pytest.raises(ValueError, match=r"cnorm_fwd: inputs must share one dtype, got out\[1\]=float64"):
-        dev.cnorm_fwd(x, out=(d, _FakeDeviceArray((3, 4, 4, 2), np.float64, 0x3000)), **kw)
+        dev.cnorm_fwd(x, out=(d, FakeDeviceArray((3, 4, 4, 2), np.float64, 0x3000)), **kw)
     with pytest.raises(ValueError, match="cmrnorm_bwd: out must not overlap denom"):
         dev.cmrnorm_bwd(x, x, x, d, out=d, **kw)
     with pytest.raises(ValueError, match="rnorm_bwd: out must be a CuPy array"):
         dev.rnorm_bwd(x, x, x, d, out=np.zeros((3, 4, 4, 2), np.float32), **kw)
     with pytest.raises(ValueError, match=r"cnorm_bwd: dy must have shape \(3, 4, 4, 2\)"):
-        dev.cnorm_bwd(_FakeDeviceArray((3, 4, 4, 1), np.float32, 0x5000), x, x, d, **kw)
+        dev.cnorm_bwd(FakeDeviceArray((3, 4, 4, 1), np.float32, 0x5000), x, x, d, **kw)
     with pytest.raises(ValueError, match="cmrnorm_fwd: min_div must be > 0.0, got 0.0"):
         dev.cmrnorm_fwd(x, min_div=0.0, **kw)
 
@@ -163,7 +145,7 @@ def test_rawmodule_launch_passes_typed_scalars(fake_cupy, monkeypatch):
             return lambda grid, block, args, shared_mem=0: calls.append((name, grid, block, args))
 
     monkeypatch.setattr(loader, "rawmodule", lambda source: Module())
-    x = _FakeDeviceArray((64, 55, 55, 128), np.float32, 0x1000)
+    x = FakeDeviceArray((64, 55, 55, 128), np.float32, 0x1000)
     with use_launch_path("rawmodule"):
         y, d = dev.cmrnorm_fwd(x, size=5, scale=5e-4, pow=0.75, min_div=2)
         dev.cmrnorm_bwd(x, x, y, d, size=4, scale=5e-4, pow=0.75)
@@ -175,7 +157,7 @@ def test_rawmodule_launch_passes_typed_scalars(fake_cupy, monkeypatch):
     assert (name2, grid2) == ("cmrnorm_bwd<float,0>", (757, 1, 1))  # size 4: the general instance
     assert args2[:4] == (x, x, y, d) and args2[5:10] == (64, 3025, 128, 4, 64)
     assert args2[10:] == (np.float32(2 * 0.75 * 5e-4 / 4), np.float32(0.75))
-    x64 = _FakeDeviceArray((7, 9, 10, 3), np.float64, 0x1000)
+    x64 = FakeDeviceArray((7, 9, 10, 3), np.float64, 0x1000)
     calls.clear()
     with use_launch_path("rawmodule"):
         dev.cnorm_bwd(x64, x64, x64, x64, size=9, scale=2.0, pow=0.5)
@@ -196,7 +178,7 @@ def test_extension_launch_without_a_device_raises(fake_cupy):
         pytest.skip("a device is present: the gpu tests launch for real (fake pointers would fault)")
     if "cmrnorm_fwd<float,5>" not in ext.kernels():
         pytest.skip("pyconvnet._cuda was built before kernels/norm.cu existed")
-    x = _FakeDeviceArray((3, 5, 5, 129), np.float32, 0x1000)
+    x = FakeDeviceArray((3, 5, 5, 129), np.float32, 0x1000)
     with use_launch_path("extension"):
         with pytest.raises(RuntimeError, match=r"cmrnorm_fwd<float,5>: kernel launch failed: cuda"):
             dev.cmrnorm_fwd(x, size=5, scale=1.0, pow=0.75)

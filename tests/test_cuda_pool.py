@@ -11,19 +11,17 @@ windows off the borders, with outputs poisoned with NaN; ||out - ref|| / ||ref||
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from pyconvnet.cuda import launch, loader, use_launch_path
+from pyconvnet.cuda import loader, use_launch_path
 from pyconvnet.cuda.launch import DeviceLimits
 from pyconvnet.cuda.ops import pool as dev
 from pyconvnet.ops import pool as ref
 
-from gpu_util import BATCHES, PATHS, check_close, poisoned, use_path
+from gpu_util import BATCHES, PATHS, check_close, poisoned, use_path, FakeDeviceArray, install_fake_cupy
 
 KERNEL = Path(__file__).resolve().parent.parent / "kernels" / "pool.cu"
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -108,21 +106,9 @@ def test_pool_tiles(img, stride, start, want):
     assert [p for p in covered if 0 <= p < img] == list(range(img)) and covered[-1] >= img - 1
 
 
-class _FakeDeviceArray:
-    """Just enough of a CuPy array for the wrappers; its pointer is never dereferenced."""
-    __module__ = "cupy._fake"
-
-    def __init__(self, shape, dtype, ptr):
-        self.shape, self.dtype, self.ndim = tuple(shape), np.dtype(dtype), len(shape)
-        self.size, self.itemsize = int(np.prod(shape)), self.dtype.itemsize
-        self.nbytes = self.size * self.itemsize
-        self.flags, self.strides = SimpleNamespace(c_contiguous=True), ()
-        self.data = SimpleNamespace(ptr=ptr)
-
-
 def test_pack_needs_a_multiple_of_16_bytes_and_aligned_pointers():
-    a, b = _FakeDeviceArray((1,), np.float32, 0x1000), _FakeDeviceArray((1,), np.float32, 0x2010)
-    odd = _FakeDeviceArray((1,), np.float32, 0x2004)
+    a, b = FakeDeviceArray((1,), np.float32, 0x1000), FakeDeviceArray((1,), np.float32, 0x2010)
+    odd = FakeDeviceArray((1,), np.float32, 0x2004)
     assert dev.pool_pack(128, 4, a, b) == 4
     assert dev.pool_pack(2, 8, a, b) == 2
     assert dev.pool_pack(130, 4, a, b) == 1
@@ -146,14 +132,7 @@ def test_argument_checks_without_a_gpu():
 @pytest.fixture
 def fake_cupy(monkeypatch):
     """``import cupy`` gives a stand-in with one 132-SM device; launch caches start empty."""
-    rt = SimpleNamespace(cudaDevAttrMultiProcessorCount=16, cudaDevAttrMaxThreadsPerBlock=1,
-                         cudaDevAttrMaxGridDimX=5, getDevice=lambda: 0,
-                         deviceGetAttribute=lambda attr, dev: {16: 132, 1: 1024, 5: 2**31 - 1}[attr])
-    fake = SimpleNamespace(empty=lambda shape, dtype: _FakeDeviceArray(shape, dtype, 0x70000),
-                           cuda=SimpleNamespace(runtime=rt, get_current_stream=lambda: SimpleNamespace(ptr=0)))
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    monkeypatch.setattr(launch, "_functions", {})
-    monkeypatch.setattr(launch, "_limits", {})
+    fake = install_fake_cupy(monkeypatch, empty=lambda shape, dtype: FakeDeviceArray(shape, dtype, 0x70000))
     return fake
 
 
@@ -165,12 +144,12 @@ def test_rawmodule_launch_passes_typed_scalars(fake_cupy, monkeypatch):
             return lambda grid, block, args, shared_mem=0: calls.append((name, grid, block, args))
 
     monkeypatch.setattr(loader, "rawmodule", lambda source: Module())
-    x = _FakeDeviceArray((3, 55, 54, 128), np.float32, 0x10000)
+    x = FakeDeviceArray((3, 55, 54, 128), np.float32, 0x10000)
     with use_launch_path("rawmodule"):
         y = dev.pool_fwd(x, mode="avg", size=3, stride=2)
         assert y.shape == (3, 27, 27, 128)
         dx = dev.pool_bwd(y, x, y, mode="max", size=3, stride=2, start=-1, outputs=27,
-                          out=_FakeDeviceArray(x.shape, np.float32, 0x4000004))  # misaligned: pack 1
+                          out=FakeDeviceArray(x.shape, np.float32, 0x4000004))  # misaligned: pack 1
     (name, grid, block, args), (name2, grid2, block2, args2) = calls
     assert (name, grid, block) == ("pool_fwd<float>", (81, 4, 1), (224, 1, 1))
     assert args[:2] == (x, y) and all(type(a) is np.int32 for a in args[2:])
@@ -178,12 +157,12 @@ def test_rawmodule_launch_passes_typed_scalars(fake_cupy, monkeypatch):
     assert (name2, grid2, block2) == ("pool_bwd<float>", (84, 28, 1), (128, 1, 1))  # 28 x 128 items
     assert args2[:4] == (y, x, y, dx) and args2[4:] == (3, 55, 54, 128, 27, 27, 3, 2, -1, 0, 1)
     calls.clear()
-    x64 = _FakeDeviceArray((2, 4, 4, 6), np.float64, 0x10000)
+    x64 = FakeDeviceArray((2, 4, 4, 6), np.float64, 0x10000)
     with use_launch_path("rawmodule"):
         dev.pool_fwd(x64, mode="max", size=2, stride=2)
     assert calls[0][0] == "pool_fwd<double>" and calls[0][3][-1] == 2  # 6 doubles: packs of 2
     with pytest.raises(ValueError, match=r"pool_bwd: out must not overlap dy"):
-        dev.pool_bwd(y, x, y, mode="avg", size=3, stride=2, out=_FakeDeviceArray(x.shape, np.float32, 0x70000))
+        dev.pool_bwd(y, x, y, mode="avg", size=3, stride=2, out=FakeDeviceArray(x.shape, np.float32, 0x70000))
 
 
 # --- the kernel code on the host (tests/cuda_host.py) ----------------------------------------------
