@@ -449,7 +449,7 @@ def test_conv_argument_checks_on_the_gpu():
     dy = cp.zeros((4, 4, 4, 2), cp.float32)
     with pytest.raises(ValueError, match=r"conv_bwd_data: dy must have shape \(4, 6, 6, 2\)"):
         dev.conv_bwd_data(dy, w, (6, 6), padding=1, groups=2)
-    with pytest.raises(ValueError, match=r"conv_bwd_filter: dy must have shape \(4, 2, 2, 2\) for x"):
+    with pytest.raises(ValueError, match=r"conv_bwd_filter: dy must have shape \(4, 3, 3, 2\) for x \(4, 6, 6, 2\)"):
         dev.conv_bwd_filter(dy, x, 3, stride=2, groups=2)
     big = cp.zeros((64, 40, 40, 128), cp.float32)
     with pytest.raises(ValueError, match="conv_bwd_filter: workspace must be a flat float32 array of at least"):
