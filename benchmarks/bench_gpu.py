@@ -3,7 +3,8 @@
 For each case: median time over CUDA-event-timed calls after a warm-up, effective GB/s (minimum bytes)
 and percent of the measured copy ceiling, or TFLOP/s and percent of the SGEMM ceiling, and PyTorch's
 time for the same work in the same run with the ratio (when torch is importable). Prints a markdown
-table, writes JSON (``--json``) and the "gpu-kernels" section of benchmarks/RESULTS.md (``--write``).
+table, writes JSON (``--json``) and, with ``--write``, one section of benchmarks/RESULTS.md per family that ran
+("gpu-<family>"; the other families' sections are kept).
 
     python benchmarks/bench_gpu.py [--only pool,norm] [--reps 50] [--json out.json] [--write]
 """
@@ -88,15 +89,19 @@ def main(argv=None):
     if a.json:
         Path(a.json).write_text(json.dumps({"meta": meta, "rows": rows, "failed": failures}, indent=1) + "\n")
     if a.write and rows:
-        head = [f"## GPU kernels ({meta['device']})", "",
-                f"Measured {meta['date']} on {meta['device']}, CUDA {meta['cuda']}, CuPy {meta['cupy']}"
-                + (f", torch {meta['torch']} (cuDNN {meta['cudnn']}, TF32 off)" if torch is not None else "")
-                + f", commit {meta['commit']}. Per call: median over {a.reps} CUDA-event-timed batches of 20 back-to-back calls, after a warm-up. "
-                f"Ceilings: copy {COPY_GBPS:,.0f} GB/s (read + write), SGEMM {SGEMM_TFLOPS:.0f} TFLOP/s. "
-                "torch/ours > 1 means ours is faster. Command: `python benchmarks/bench_gpu.py --write`.", ""]
+        for fam in dict.fromkeys(r["family"] for r in rows):
+            fam_rows = [r for r in rows if r["family"] == fam]
+            head = [f"## GPU kernels: {fam} ({meta['device']})", "",
+                    f"Measured {meta['date']} on {meta['device']}, CUDA {meta['cuda']}, CuPy {meta['cupy']}"
+                    + (f", torch {meta['torch']} (cuDNN {meta['cudnn']}, TF32 off)" if torch is not None else "")
+                    + f", commit {meta['commit']}. Per call: median over {a.reps} CUDA-event-timed batches of 20 "
+                    "back-to-back calls, after a warm-up. "
+                    f"Ceilings: copy {COPY_GBPS:,.0f} GB/s (read + write), SGEMM {SGEMM_TFLOPS:.0f} TFLOP/s. "
+                    f"torch/ours > 1 means ours is faster. Command: `python benchmarks/bench_gpu.py --only {fam} "
+                    "--write`.", ""]
+            replace_section(f"gpu-{fam}", head + table(fam_rows))
         if failures:
-            head += [f"Families that failed to run: {', '.join(failures)}.", ""]
-        replace_section("gpu-kernels", head + lines)
+            print(f"families that failed to run (their sections were left as they were): {', '.join(failures)}")
     return 1 if failures else 0
 
 
