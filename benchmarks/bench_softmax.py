@@ -21,6 +21,10 @@ def cases(cp, torch):
         labels = cp.asarray(rng.integers(0, F, N), dtype=cp.int64)
         m = x.nbytes
         label = f"{F}x{N}"
+        how = {k: softmax.softmax_plan(F, N, 4, k)[0] for k in ("fwd", "bwd")}
+        waves = {k: len(softmax.softmax_plan(F, N, 4, k)[1][4]) if how[k] == "split" else 0 for k in how}
+        plan = {k: "1 launch (column kernel)" if how[k] == "column" else
+                f"{2 * waves[k]} launches (split: {waves[k]} wave(s) of stats + apply)" for k in how}
         t = {}
         if torch is not None:
             tx = torch.randn(shape, device="cuda") * 3
@@ -29,9 +33,10 @@ def cases(cp, torch):
             t = dict(fwd=lambda: torch.softmax(tx, dim=0),
                      bwd=lambda: torch._softmax_backward_data(tdy, ty, 0, torch.float32))
         yield Case("softmax", "fwd", label, lambda: softmax.softmax_fwd(x, out=y), nbytes=2 * m,
-                   torch_run=t.get("fwd"), note="reads x, writes y; torch: torch.softmax(x, dim=0)")
+                   torch_run=t.get("fwd"), note=f"reads x, writes y; {plan['fwd']}; torch: torch.softmax(x, dim=0)")
         yield Case("softmax", "bwd", label, lambda: softmax.softmax_bwd(dy, y, out=dx), nbytes=3 * m,
-                   torch_run=t.get("bwd"), note="reads dy, y, writes dx; torch: aten._softmax_backward_data")
+                   torch_run=t.get("bwd"),
+                   note=f"reads dy, y, writes dx; {plan['bwd']}; torch: aten._softmax_backward_data")
         yield Case("softmax+logreg", "bwd", label, lambda: softmax.softmax_logreg_bwd(y, labels, out=dx),
                    nbytes=2 * m + labels.nbytes, note="reads probs and labels, writes dx")
         yield Case("logreg_bwd", "bwd", label, lambda: softmax.logreg_bwd(y, labels, out=dx),

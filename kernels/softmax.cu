@@ -24,18 +24,23 @@
 //   so a warp's loads of one row are contiguous) times R row slices (threadIdx.y takes rows ty, ty + R,
 //   ...); grid ceil(N / C) blocks, each owning its C columns. Any C, R with C * R <= 1024 is right
 //   (__launch_bounds__(1024)). The first pass loads 32 bytes of rows per thread and array (8 floats or 4
-//   doubles) before using them, to keep loads in flight (16 floats measured no faster on the H100). The per-thread partial results (max and sum, or counts)
-//   meet in a tree over R in shared memory. The softmax kernels read their inputs twice (statistics,
-//   then output); rows f < cache_rows are kept in shared memory in the first pass, so only the rows
-//   beyond come back from global memory (L2 when it holds them). Dynamic shared memory, in units of T:
-//   softmax_fwd 2*C*R + cache_rows*C; softmax_bwd C*R + 2*cache_rows*C; logreg_cost (no cache): 4*C
-//   doubles, then C*R ints. cache_rows in [0, F].
+//   doubles, the last batch predicated) before using them, to keep loads in flight. The per-thread
+//   partial results (max and sum, or counts) meet in a tree over R in shared memory. The softmax kernels
+//   read their inputs twice (statistics, then output); rows f < cache_rows are kept in shared memory in
+//   the first pass, so only the rows beyond come back from global memory. Dynamic shared memory, in units
+//   of T: softmax_fwd 2*C*R + cache_rows*C; softmax_bwd C*R + 2*cache_rows*C; logreg_cost (no cache):
+//   4*C doubles, then C*R ints. cache_rows in [0, F]. The wrapper uses them for small arrays (one launch)
+//   and for arrays whose rows all fit the cache with enough blocks; else the split kernels below.
+// Split kernels (softmax_fwd_part/_apply, softmax_bwd_part/_apply): tiles of C columns by `rows` rows,
+//   grid (ceil(ncols / C), S) over the column range [col0, col0 + ncols), block (C, R) with any C * R <=
+//   256; see the comment above softmax_fwd_part. Two launches per column range (wave); the wrapper sizes
+//   the waves so each one's inputs stay in L2 between its two passes.
 // Elementwise kernels (logreg_bwd, softmax_logreg_bwd, sum2_cost, sum2_bwd): 1-D grid-stride loops over
 //   16-byte packs (4 floats or 2 doubles; for the (F, N) kernels only when N is a multiple of the pack,
 //   so a pack stays in one row) when all pointers are 16-byte aligned, else over single elements; any
 //   grid >= 1 and block in [1, 1024] (sum2_cost's tree uses blockDim.x doubles of dynamic shared memory).
 // pyconvnet/cuda/ops/softmax.py picks every launch configuration for both launch paths.
-// Versions: v1.
+// Versions: v1 column kernels only; v2 (issue 4) adds the split kernels and predicated load batches.
 // Entry points: the explicit instantiations at the end of the file (also NVRTC's name expressions).
 // Builds unchanged under nvcc (bindings/softmax.cu includes it) and NVRTC: no includes.
 
@@ -100,6 +105,35 @@ __device__ __forceinline__ int softmax_pow2(int v) {
     return p;
 }
 
+// Block trees over threadIdx.y: red (and red_s) hold one value per thread at [ty * C + tx]; after the
+// call row 0 holds each column's result (max/sum merged, or the plain sum). Both start with the barrier
+// that publishes the callers' writes and end with one, so row 0 may be read right after.
+template <typename T>
+__device__ __forceinline__ void softmax_tree_ms(T* red_m, T* red_s, int C, int R, int tx, int ty) {
+    __syncthreads();
+    for (int h = softmax_pow2(R) / 2; h > 0; h >>= 1) {
+        if (ty < h && ty + h < R) {
+            T a = red_m[ty * C + tx], b = red_s[ty * C + tx];
+            softmax_merge(a, b, red_m[(ty + h) * C + tx], red_s[(ty + h) * C + tx]);
+            red_m[ty * C + tx] = a;
+            red_s[ty * C + tx] = b;
+        }
+        __syncthreads();
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void softmax_tree_sum(T* red, int C, int R, int tx, int ty) {
+    __syncthreads();
+    for (int h = softmax_pow2(R) / 2; h > 0; h >>= 1) {
+        if (ty < h && ty + h < R) red[ty * C + tx] += red[(ty + h) * C + tx];
+        __syncthreads();
+    }
+}
+
+// End of the row range [r0, r0 + rows) clipped to F, without int overflow.
+__device__ __forceinline__ int softmax_row_end(int r0, int rows, int F) { return rows > F - r0 ? F : r0 + rows; }
+
 template <typename T>
 __global__ void __launch_bounds__(1024) softmax_fwd(const T* x, T* y, int F, int N, int cache_rows) {
     const int B = 32 / sizeof(T);  // rows a thread loads before using them (32 bytes in flight)
@@ -112,52 +146,33 @@ __global__ void __launch_bounds__(1024) softmax_fwd(const T* x, T* y, int F, int
     const bool valid = n < N;
     T m = softmax_lowest(T(0)), s = T(0);
     if (valid) {
-        int f = ty;
-        for (; f < F - (B - 1) * R; f += B * R) {
+        for (int f = ty; f < F; f += B * R) {
             T v[B];
 #pragma unroll
-            for (int u = 0; u < B; ++u) v[u] = x[(long long)(f + u * R) * N + n];
+            for (int u = 0; u < B; ++u) v[u] = f + u * R < F ? x[(long long)(f + u * R) * N + n] : T(0);
 #pragma unroll
             for (int u = 0; u < B; ++u) {
+                if (f + u * R >= F) break;
                 if (f + u * R < cache_rows) cache[(f + u * R) * C + tx] = v[u];
                 softmax_push(m, s, v[u]);
             }
         }
-        for (; f < F; f += R) {
-            const T v = x[(long long)f * N + n];
-            if (f < cache_rows) cache[f * C + tx] = v;
-            softmax_push(m, s, v);
-        }
     }
     red_m[ty * C + tx] = m;
     red_s[ty * C + tx] = s;
-    __syncthreads();
-    for (int h = softmax_pow2(R) / 2; h > 0; h >>= 1) {
-        if (ty < h && ty + h < R) {
-            T a = red_m[ty * C + tx], b = red_s[ty * C + tx];
-            softmax_merge(a, b, red_m[(ty + h) * C + tx], red_s[(ty + h) * C + tx]);
-            red_m[ty * C + tx] = a;
-            red_s[ty * C + tx] = b;
-        }
-        __syncthreads();
-    }
+    softmax_tree_ms(red_m, red_s, C, R, tx, ty);
     if (!valid) return;
     const T mx = red_m[tx], sum = red_s[tx];
-    int f = ty;
-    for (; f < F - 3 * R; f += 4 * R) {
+    for (int f = ty; f < F; f += 4 * R) {
         T v[4];
 #pragma unroll
         for (int u = 0; u < 4; ++u) {
             const int g = f + u * R;
-            v[u] = g < cache_rows ? cache[g * C + tx] : x[(long long)g * N + n];
+            v[u] = g < cache_rows ? cache[g * C + tx] : g < F ? x[(long long)g * N + n] : T(0);
         }
 #pragma unroll
-        for (int u = 0; u < 4; ++u) y[(long long)(f + u * R) * N + n] = softmax_exp(v[u] - mx) / sum;
-    }
-    for (; f < F; f += R) {
-        const long long i = (long long)f * N + n;
-        const T v = f < cache_rows ? cache[f * C + tx] : x[i];
-        y[i] = softmax_exp(v - mx) / sum;
+        for (int u = 0; u < 4; ++u)
+            if (f + u * R < F) y[(long long)(f + u * R) * N + n] = softmax_exp(v[u] - mx) / sum;
     }
 }
 
@@ -173,17 +188,18 @@ __global__ void __launch_bounds__(1024) softmax_bwd(const T* dy, const T* y, T* 
     const bool valid = n < N;
     T s = T(0);
     if (valid) {
-        int f = ty;
-        for (; f < F - (B - 1) * R; f += B * R) {
+        for (int f = ty; f < F; f += B * R) {
             T g[B], p[B];
 #pragma unroll
             for (int u = 0; u < B; ++u) {
+                const bool in = f + u * R < F;
                 const long long i = (long long)(f + u * R) * N + n;
-                g[u] = dy[i];
-                p[u] = y[i];
+                g[u] = in ? dy[i] : T(0);
+                p[u] = in ? y[i] : T(0);
             }
 #pragma unroll
             for (int u = 0; u < B; ++u) {
+                if (f + u * R >= F) break;
                 if (f + u * R < cache_rows) {
                     cache_dy[(f + u * R) * C + tx] = g[u];
                     cache_y[(f + u * R) * C + tx] = p[u];
@@ -191,43 +207,161 @@ __global__ void __launch_bounds__(1024) softmax_bwd(const T* dy, const T* y, T* 
                 s += g[u] * p[u];
             }
         }
-        for (; f < F; f += R) {
-            const long long i = (long long)f * N + n;
-            const T g = dy[i], p = y[i];
-            if (f < cache_rows) {
-                cache_dy[f * C + tx] = g;
-                cache_y[f * C + tx] = p;
-            }
-            s += g * p;
-        }
     }
     red[ty * C + tx] = s;
-    __syncthreads();
-    for (int h = softmax_pow2(R) / 2; h > 0; h >>= 1) {
-        if (ty < h && ty + h < R) red[ty * C + tx] += red[(ty + h) * C + tx];
-        __syncthreads();
-    }
+    softmax_tree_sum(red, C, R, tx, ty);
     if (!valid) return;
     const T sum = red[tx];
-    int f = ty;
-    for (; f < F - 3 * R; f += 4 * R) {
+    for (int f = ty; f < F; f += 4 * R) {
         T g[4], p[4];
 #pragma unroll
         for (int u = 0; u < 4; ++u) {
             const int r = f + u * R;
             const long long i = (long long)r * N + n;
-            g[u] = r < cache_rows ? cache_dy[r * C + tx] : dy[i];
-            p[u] = r < cache_rows ? cache_y[r * C + tx] : y[i];
+            const bool c = r < cache_rows, in = r < F;
+            g[u] = c ? cache_dy[r * C + tx] : in ? dy[i] : T(0);
+            p[u] = c ? cache_y[r * C + tx] : in ? y[i] : T(0);
         }
 #pragma unroll
-        for (int u = 0; u < 4; ++u) dx[(long long)(f + u * R) * N + n] = (g[u] - sum) * p[u];
+        for (int u = 0; u < 4; ++u)
+            if (f + u * R < F) dx[(long long)(f + u * R) * N + n] = (g[u] - sum) * p[u];
     }
-    for (; f < F; f += R) {
-        const long long i = (long long)f * N + n;
-        const bool c = f < cache_rows;
-        const T g = c ? cache_dy[f * C + tx] : dy[i];
-        const T p = c ? cache_y[f * C + tx] : y[i];
-        dx[i] = (g - sum) * p;
+}
+
+// Split kernels (large F): the (F, N) array is cut into tiles of C columns (threadIdx.x) by `rows` rows,
+// tile (blockIdx.x, blockIdx.y) = columns col0 + blockIdx.x * C + [0, C) (only those < col0 + ncols)
+// and rows blockIdx.y * rows + [0, rows) (clipped to F); S = gridDim.y splits cover every row. Pass 1
+// (*_part) writes each tile's per-column statistics to part; pass 2 (*_apply, the same grid) merges the
+// S statistics of its columns and writes its tile, walking the tiles in the reverse order of pass 1 so
+// that it starts with the ones pass 1 read last (still in L2), with streaming loads and stores (__ldcs,
+// __stcs: evict-first) so the outputs do not push the inputs out of L2. part: softmax_fwd 2 * S rows of
+// N (max, then sum of exp), softmax_bwd S rows of N (sum of dy * y); only the columns of the tile range
+// are written and read. Dynamic shared memory, in units of T: fwd 2 * C * R, bwd C * R.
+template <typename T>
+__global__ void __launch_bounds__(256) softmax_fwd_part(const T* x, T* part, int F, int N, int col0, int ncols,
+                                                        int rows) {
+    const int B = 32 / sizeof(T);  // rows a thread loads before using them (32 bytes in flight)
+    extern __shared__ __align__(16) unsigned char softmax_smem[];
+    const int C = blockDim.x, R = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
+    T* red_m = reinterpret_cast<T*>(softmax_smem);
+    T* red_s = red_m + C * R;
+    const int c = blockIdx.x * C + tx;
+    const bool valid = c < ncols;
+    const long long n = (long long)col0 + c;
+    const int r0 = blockIdx.y * rows, r1 = softmax_row_end(r0, rows, F);
+    T m = softmax_lowest(T(0)), s = T(0);
+    if (valid) {
+        for (int f = r0 + ty; f < r1; f += B * R) {
+            T v[B];
+#pragma unroll
+            for (int u = 0; u < B; ++u) v[u] = f + u * R < r1 ? x[(long long)(f + u * R) * N + n] : T(0);
+#pragma unroll
+            for (int u = 0; u < B; ++u)
+                if (f + u * R < r1) softmax_push(m, s, v[u]);
+        }
+    }
+    red_m[ty * C + tx] = m;
+    red_s[ty * C + tx] = s;
+    softmax_tree_ms(red_m, red_s, C, R, tx, ty);
+    if (valid && ty == 0) {
+        part[(long long)blockIdx.y * N + n] = red_m[tx];
+        part[(long long)(gridDim.y + blockIdx.y) * N + n] = red_s[tx];
+    }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256) softmax_fwd_apply(const T* x, T* y, const T* part, int F, int N, int col0,
+                                                         int ncols, int rows) {
+    extern __shared__ __align__(16) unsigned char softmax_smem[];
+    const int C = blockDim.x, R = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
+    const int S = gridDim.y, bx = gridDim.x - 1 - blockIdx.x, by = S - 1 - blockIdx.y;  // reverse order
+    T* red_m = reinterpret_cast<T*>(softmax_smem);
+    T* red_s = red_m + C * R;
+    const int c = bx * C + tx;
+    const bool valid = c < ncols;
+    const long long n = (long long)col0 + c;
+    T m = softmax_lowest(T(0)), s = T(0);
+    if (valid)
+        for (int k = ty; k < S; k += R)
+            softmax_merge(m, s, part[(long long)k * N + n], part[(long long)(S + k) * N + n]);
+    red_m[ty * C + tx] = m;
+    red_s[ty * C + tx] = s;
+    softmax_tree_ms(red_m, red_s, C, R, tx, ty);
+    if (!valid) return;
+    const T mx = red_m[tx], sum = red_s[tx];
+    const int r0 = by * rows, r1 = softmax_row_end(r0, rows, F);
+    for (int f = r0 + ty; f < r1; f += 4 * R) {
+        T v[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) v[u] = f + u * R < r1 ? __ldcs(x + (long long)(f + u * R) * N + n) : T(0);
+#pragma unroll
+        for (int u = 0; u < 4; ++u)
+            if (f + u * R < r1) __stcs(y + (long long)(f + u * R) * N + n, softmax_exp(v[u] - mx) / sum);
+    }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256) softmax_bwd_part(const T* dy, const T* y, T* part, int F, int N, int col0,
+                                                        int ncols, int rows) {
+    const int B = 32 / sizeof(T);  // rows a thread loads before using them (32 bytes in flight)
+    extern __shared__ __align__(16) unsigned char softmax_smem[];
+    const int C = blockDim.x, R = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
+    T* red = reinterpret_cast<T*>(softmax_smem);
+    const int c = blockIdx.x * C + tx;
+    const bool valid = c < ncols;
+    const long long n = (long long)col0 + c;
+    const int r0 = blockIdx.y * rows, r1 = softmax_row_end(r0, rows, F);
+    T s = T(0);
+    if (valid) {
+        for (int f = r0 + ty; f < r1; f += B * R) {
+            T g[B], p[B];
+#pragma unroll
+            for (int u = 0; u < B; ++u) {
+                const bool in = f + u * R < r1;
+                const long long i = (long long)(f + u * R) * N + n;
+                g[u] = in ? dy[i] : T(0);
+                p[u] = in ? y[i] : T(0);
+            }
+#pragma unroll
+            for (int u = 0; u < B; ++u)
+                if (f + u * R < r1) s += g[u] * p[u];
+        }
+    }
+    red[ty * C + tx] = s;
+    softmax_tree_sum(red, C, R, tx, ty);
+    if (valid && ty == 0) part[(long long)blockIdx.y * N + n] = red[tx];
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256) softmax_bwd_apply(const T* dy, const T* y, T* dx, const T* part, int F, int N,
+                                                         int col0, int ncols, int rows) {
+    extern __shared__ __align__(16) unsigned char softmax_smem[];
+    const int C = blockDim.x, R = blockDim.y, tx = threadIdx.x, ty = threadIdx.y;
+    const int S = gridDim.y, bx = gridDim.x - 1 - blockIdx.x, by = S - 1 - blockIdx.y;  // reverse order
+    T* red = reinterpret_cast<T*>(softmax_smem);
+    const int c = bx * C + tx;
+    const bool valid = c < ncols;
+    const long long n = (long long)col0 + c;
+    T s = T(0);
+    if (valid)
+        for (int k = ty; k < S; k += R) s += part[(long long)k * N + n];
+    red[ty * C + tx] = s;
+    softmax_tree_sum(red, C, R, tx, ty);
+    if (!valid) return;
+    const T sum = red[tx];
+    const int r0 = by * rows, r1 = softmax_row_end(r0, rows, F);
+    for (int f = r0 + ty; f < r1; f += 4 * R) {
+        T g[4], p[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            const bool in = f + u * R < r1;
+            const long long i = (long long)(f + u * R) * N + n;
+            g[u] = in ? __ldcs(dy + i) : T(0);
+            p[u] = in ? __ldcs(y + i) : T(0);
+        }
+#pragma unroll
+        for (int u = 0; u < 4; ++u)
+            if (f + u * R < r1) __stcs(dx + (long long)(f + u * R) * N + n, (g[u] - sum) * p[u]);
     }
 }
 
@@ -440,6 +574,16 @@ template __global__ void softmax_fwd<float>(const float*, float*, int, int, int)
 template __global__ void softmax_fwd<double>(const double*, double*, int, int, int);
 template __global__ void softmax_bwd<float>(const float*, const float*, float*, int, int, int);
 template __global__ void softmax_bwd<double>(const double*, const double*, double*, int, int, int);
+template __global__ void softmax_fwd_part<float>(const float*, float*, int, int, int, int, int);
+template __global__ void softmax_fwd_part<double>(const double*, double*, int, int, int, int, int);
+template __global__ void softmax_fwd_apply<float>(const float*, float*, const float*, int, int, int, int, int);
+template __global__ void softmax_fwd_apply<double>(const double*, double*, const double*, int, int, int, int, int);
+template __global__ void softmax_bwd_part<float>(const float*, const float*, float*, int, int, int, int, int);
+template __global__ void softmax_bwd_part<double>(const double*, const double*, double*, int, int, int, int, int);
+template __global__ void softmax_bwd_apply<float>(const float*, const float*, float*, const float*, int, int, int,
+                                                  int, int);
+template __global__ void softmax_bwd_apply<double>(const double*, const double*, double*, const double*, int, int,
+                                                   int, int, int);
 template __global__ void logreg_cost<float>(const float*, const void*, int, int, int, int, double*);
 template __global__ void logreg_cost<double>(const double*, const void*, int, int, int, int, double*);
 template __global__ void logreg_bwd<float>(const float*, const void*, int, float*, int, int, float);

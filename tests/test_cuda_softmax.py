@@ -25,7 +25,9 @@ from test_cuda_elt import KERNELS, HostArray, _at, host, host_device, kernel_sig
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 H100 = DeviceLimits(sm_count=132, max_block=1024, max_grid_x=2**31 - 1)
-KERNEL_NAMES = (dev.FWD, dev.BWD, dev.COST, dev.LOGREG_BWD, dev.SOFTMAX_LOGREG_BWD, dev.SUM2_COST, dev.SUM2_BWD)
+KERNEL_NAMES = (dev.FWD, dev.BWD, dev.FWD_PART, dev.FWD_APPLY, dev.BWD_PART, dev.BWD_APPLY, dev.COST, dev.LOGREG_BWD,
+                dev.SOFTMAX_LOGREG_BWD, dev.SUM2_COST, dev.SUM2_BWD)
+H100_L2 = 50 * 2**20
 
 
 def _logits(rng, shape, dtype, scale=3.0):
@@ -73,6 +75,40 @@ def test_column_launch_config():
             grid, (C, R), shmem, cache = dev.column_launch_config(F, N, 4, kind, H100, smem)
             assert grid * C >= N and (grid - 1) * C < N and C * R <= 1024 and shmem <= smem and 0 <= cache <= F
             assert R & (R - 1) == 0 and C & (C - 1) == 0
+
+
+def test_split_launch_config():
+    # 10000 x 1024 floats: x (41 MB) fits 0.8 of L2, one wave; 32 column tiles x 32 row tiles of 313 rows
+    assert dev.split_launch_config(10000, 1024, 4, "fwd", H100, H100_L2) == ((32, 8), 2048, 313, 32, ((0, 1024),))
+    # backward reads dy and y (82 MB): two waves of 512 columns
+    assert dev.split_launch_config(10000, 1024, 4, "bwd", H100, H100_L2) == (
+        (32, 8), 1024, 313, 32, ((0, 512), (512, 512)))
+    assert dev.split_launch_config(10000, 1024, 8, "fwd", H100, H100_L2)[4] == ((0, 512), (512, 512))
+    # narrow and short arrays: C shrinks to the columns, every tile keeps >= 8 rows per thread
+    assert dev.split_launch_config(5000, 3, 4, "fwd", H100, H100_L2) == ((4, 64), 2048, 5000 // 9 + 1, 9, ((0, 3),))
+    assert dev.split_launch_config(100, 1, 8, "bwd", H100, H100_L2) == ((1, 256), 2048, 100, 1, ((0, 1),))
+    for F, N in [(1, 1), (7, 129), (1000, 128), (10000, 1024), (3, 10**6), (20000, 33), (333, 5000)]:
+        for kind in ("fwd", "bwd"):
+            for l2 in (H100_L2, 4096):
+                (C, R), shmem, rows, S, waves = dev.split_launch_config(F, N, 4, kind, H100, l2)
+                assert C * R <= 256 and C & (C - 1) == 0 and 1 <= S <= 32 and S < 65536
+                assert (S - 1) * rows < F <= S * rows  # every tile has rows, all rows covered
+                assert shmem == (2 if kind == "fwd" else 1) * C * R * 4
+                assert waves[0][0] == 0 and sum(w for _, w in waves) == N
+                assert all(a + w == b for (a, w), (b, _) in zip(waves, waves[1:]))
+                assert all(w % C == 0 for _, w in waves[:-1]) and all(w > 0 for _, w in waves)
+
+
+def test_softmax_plan():
+    smem = 232448
+    assert dev.softmax_plan(1000, 128, 4, "fwd", H100, smem, H100_L2) == (
+        "column", dev.column_launch_config(1000, 128, 4, "fwd", H100, smem))
+    assert dev.softmax_plan(1000, 128, 4, "bwd", H100, smem, H100_L2)[0] == "column"
+    assert dev.softmax_plan(10000, 1024, 4, "fwd", H100, smem, H100_L2) == (
+        "split", dev.split_launch_config(10000, 1024, 4, "fwd", H100, H100_L2))
+    assert dev.softmax_plan(10000, 1024, 4, "bwd", H100, smem, H100_L2)[0] == "split"
+    assert dev.softmax_plan(5000, 129, 8, "fwd", H100, smem, H100_L2)[0] == "split"  # 129 blocks: too few
+    assert dev.softmax_plan(10, 10**6, 4, "bwd", H100, smem, H100_L2)[0] == "column"  # rows all cached
 
 
 def test_elementwise_and_sum2_configs():
@@ -158,12 +194,61 @@ def test_host_column_kernels_every_cache_size(dtype):
             check_close(dx, dx_ref, TOL[dtype], f"bwd {what}")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_host_split_kernels(dtype):
+    pytest.importorskip("cuda_host")
+    rng = np.random.default_rng(5)
+    isz = np.dtype(dtype).itemsize
+    # (F, N, C, R, rows, waves): partial last tiles in rows and columns, S > R (each thread merges
+    # several statistics), a tile row count below R, one column, waves that start mid-array
+    for F, N, C, R, rows, waves in [(150, 37, 8, 4, 23, ((0, 37),)), (33, 5, 8, 2, 4, ((0, 5),)),
+                                    (9, 1, 1, 16, 3, ((0, 1),)), (64, 20, 4, 8, 64, ((0, 8), (8, 8), (16, 4))),
+                                    (70, 3, 4, 2, 7, ((0, 3),))]:
+        S = -(-F // rows)
+        x = _logits(rng, (F, N), dtype)
+        x[:, 0] *= 3000  # logits of +-1e4
+        dy = rng.standard_normal((F, N)).astype(dtype)
+        y_ref = ref.softmax_fwd(x)
+        dx_ref = ref.softmax_bwd(dy, y_ref)
+        y = np.full((F, N), np.nan, dtype)
+        dx = np.full((F, N), np.nan, dtype)
+        for schedule in ("forward", "reverse", "random"):
+            what = f"{F}x{N} C={C} R={R} rows={rows} waves={waves} {schedule}"
+            part = np.full((2 * S, N), np.nan, dtype)
+            y[:] = np.nan
+            dx[:] = np.nan
+            for col0, ncols in waves:
+                grid = (-(-ncols // C), S, 1)
+                args = [F, N, col0, ncols, rows]
+                _host_launch("softmax_fwd_part", dtype, grid, (C, R, 1), [x, part] + args, "ppiiiii",
+                             2 * C * R * isz, schedule)
+                _host_launch("softmax_fwd_apply", dtype, grid, (C, R, 1), [x, y, part] + args, "pppiiiii",
+                             2 * C * R * isz, schedule)
+                _host_launch("softmax_bwd_part", dtype, grid, (C, R, 1), [dy, y_ref, part[:S]] + args, "pppiiiii",
+                             C * R * isz, schedule)
+                _host_launch("softmax_bwd_apply", dtype, grid, (C, R, 1), [dy, y_ref, dx, part[:S]] + args,
+                             "ppppiiiii", C * R * isz, schedule)
+            check_close(y, y_ref, TOL[dtype], f"fwd {what}")
+            check_close(dx, dx_ref, TOL[dtype], f"bwd {what}")
+
+
 # --- CPU: the wrappers end to end on the emulator ---------------------------------------------------
 
+@pytest.fixture(params=["column", "split"])
+def softmax_device(request, host_device, monkeypatch):
+    """host_device with a 64 KiB L2 and its plans forgotten; "split" forces the split kernels."""
+    monkeypatch.setattr(dev, "_L2", {0: 64 << 10})
+    monkeypatch.setattr(dev, "_PLANS", {})
+    monkeypatch.setattr(dev, "_COLUMN_CONFIGS", {})
+    if request.param == "split":
+        monkeypatch.setattr(dev, "SMALL_BYTES", -1)
+        monkeypatch.setattr(dev, "COLUMN_GRID_PER_SM", 10**9)
+    return host_device
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-def test_host_softmax(host_device, dtype):
+def test_host_softmax(softmax_device, dtype):
     rng = np.random.default_rng(1)
-    for F, N in [(1, 1), (10, 3), (7, 33), (40, 20), (200, 2)]:
+    for F, N in [(1, 1), (10, 3), (7, 33), (40, 20), (200, 2), (600, 5)]:
         x = _logits(rng, (F, N), dtype)
         y_ref = ref.softmax_fwd(x)
         y = dev.softmax_fwd(host(x), out=host(np.full((F, N), np.nan, dtype)))
@@ -183,6 +268,10 @@ def test_host_softmax(host_device, dtype):
     got = dev.softmax_fwd(host(x)).get()
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     check_close(got[:, 3], want[:, 3], TOL[dtype], "a -inf logit")
+    names = {c[0].split("<")[0] for c in softmax_device}
+    split = dev.SMALL_BYTES < 0
+    assert ({"softmax_fwd_part", "softmax_fwd_apply", "softmax_bwd_part", "softmax_bwd_apply"} <= names) == split
+    assert ("softmax_fwd" in names) != split, names
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -209,6 +298,18 @@ def test_host_logreg_cost(host_device, dtype):
             assert got[1:] == want[1:], (F, N, topk, dt)
             assert got[0] == pytest.approx(want[0], rel=rel)
     assert dev.logreg_cost(host(np.zeros((3, 0), dtype)), host(np.zeros(0, np.int64))) == (0.0, 0, 0)
+    # device=True: the same numbers left on the device, plus the invalid-label count (no raise)
+    probs = _probs_with_ties(rng, 7, 33, dtype)
+    lab = rng.integers(0, 7, 33)
+    row = np.asarray(dev.logreg_cost(host(probs), host(lab), topk=3, device=True))
+    assert row.dtype == np.float64 and row.shape == (4,)
+    assert tuple(row[:3]) == (lambda c: (c[0], float(c[1]), float(c[2])))(dev.logreg_cost(host(probs), host(lab), topk=3))
+    assert row[3] == 0
+    bad = lab.copy()
+    bad[[2, 5]] = 7
+    assert np.asarray(dev.logreg_cost(host(probs), host(bad), topk=3, device=True))[3] == 2
+    x = rng.standard_normal((5, 7)).astype(dtype)
+    assert float(np.asarray(dev.sum2_cost(host(x), device=True))[0]) == dev.sum2_cost(host(x))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -256,20 +357,35 @@ GPU_SHAPES = [(F, n) for F in (1, 10, 1000) for n in (1, 3, 127, 128, 129)] + [(
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("path", PATHS)
-def test_softmax_matches_reference(path, dtype):
+def test_softmax_matches_reference(path, dtype, monkeypatch):
     import cupy as cp
 
     rng = np.random.default_rng(0)
-    shapes = GPU_SHAPES + ([(10000, 1024)] if dtype == np.float32 else [(5000, 129)])  # rows beyond the cache
+    # the column kernel (GPU_SHAPES), the split kernels (10000 x 1024 / 5000 x 129: rows beyond the cache;
+    # backward in two waves), and the split kernels forced onto small shapes with many waves (L2 "64 KiB")
+    shapes = GPU_SHAPES + ([(10000, 1024), (3001, 1000)] if dtype == np.float32 else [(5000, 129)])
+    forced = [(1, 1), (3, 3), (1000, 127), (1000, 129), (4097, 33)]
     with use_path(path):
-        for shape in shapes:
+        for force, shape in [(False, s) for s in shapes] + [(True, s) for s in forced]:
+            if force:
+                monkeypatch.setattr(dev, "SMALL_BYTES", -1)
+                monkeypatch.setattr(dev, "COLUMN_GRID_PER_SM", 10**9)
+                monkeypatch.setattr(dev, "_L2", {cp.cuda.runtime.getDevice(): 64 << 10})
+            monkeypatch.setattr(dev, "_PLANS", {})
+            what = f"{path} {shape} {dev.softmax_plan(*shape, np.dtype(dtype).itemsize, 'bwd')[0]}"
             x = _logits(rng, shape, dtype)
+            x[:, ::7] *= 3000  # logits of +-1e4
             y_ref = ref.softmax_fwd(x)
             y = dev.softmax_fwd(cp.asarray(x), out=poisoned(shape, dtype))
-            check_close(y.get(), y_ref, TOL[dtype], f"{path} fwd {shape}")
+            check_close(y.get(), y_ref, TOL[dtype], f"fwd {what}")
             dy = rng.standard_normal(shape).astype(dtype)
             dx = dev.softmax_bwd(cp.asarray(dy), cp.asarray(y_ref), out=poisoned(shape, dtype))
-            check_close(dx.get(), ref.softmax_bwd(dy, y_ref), TOL[dtype], f"{path} bwd {shape}")
+            check_close(dx.get(), ref.softmax_bwd(dy, y_ref), TOL[dtype], f"bwd {what}")
+            gx = cp.asarray(x)
+            assert dev.softmax_fwd(gx, out=gx) is gx  # in place
+            check_close(gx.get(), y_ref, TOL[dtype], f"fwd in place {what}")
+    monkeypatch.undo()
+    with use_path(path):
         x = np.array([[1e4, -1e4, -1e4, 1e4], [-1e4, -1e4, 1e4, 1e4], [0, -1e4, -1e4, -1e4]], dtype)
         y = dev.softmax_fwd(cp.asarray(x)).get()
         assert np.isfinite(y).all()

@@ -80,12 +80,14 @@ def _label_probs(probs, lab):
     return probs[lab, np.arange(probs.shape[1])]
 
 
-def logreg_cost(probs, labels, *, topk=1):
+def logreg_cost(probs, labels, *, topk=1, device=False):
     """(cost, nerr, nerr_topk) for probs (F, N) and labels (N,).
 
     cost = sum_n -log(max(probs[label_n, n], tiny)) (logs in probs' dtype, summed in float64),
     nerr / nerr_topk = number of cases wrong at top-1 / top-k (ties count as wrong; see the module
-    docstring). 1 <= topk <= F.
+    docstring). 1 <= topk <= F. ``device=True`` returns them as a float64 array of the backend,
+    [cost, nerr, nerr_topk, number of invalid labels] (the CUDA backend then neither synchronises
+    nor raises on bad labels; here labels are checked as always and the last entry is 0).
     """
     op = "logreg_cost"
     lab = _check_probs(op, "probs", probs, labels)
@@ -97,7 +99,10 @@ def logreg_cost(probs, labels, *, topk=1):
     cost = 0.0 - float(np.log(np.maximum(pl, tiny)).sum(dtype=np.float64))  # 0.0, not -0.0
     beats = ~(probs < pl)  # (F, N); includes the label's own row, which is always True
     nbeat = beats.sum(axis=0) - 1
-    return cost, int(np.count_nonzero(nbeat >= 1)), int(np.count_nonzero(nbeat >= topk))
+    nerr, nerr_k = int(np.count_nonzero(nbeat >= 1)), int(np.count_nonzero(nbeat >= topk))
+    if device:
+        return np.array([cost, nerr, nerr_k, 0], np.float64)
+    return cost, nerr, nerr_k
 
 
 def logreg_bwd(probs, labels, *, coeff=1.0):
@@ -127,10 +132,12 @@ def softmax_logreg_bwd(probs, labels, *, coeff=1.0):
     return d
 
 
-def sum2_cost(x):
-    """0.5 * sum(x**2) over all elements of x (any shape), summed in float64; a Python float."""
+def sum2_cost(x, *, device=False):
+    """0.5 * sum(x**2) over all elements of x (any shape), summed in float64; a Python float
+    (``device=True``: a float64 array (1,) of the backend)."""
     check_array("sum2_cost", "x", x)
-    return 0.5 * float(np.square(x, dtype=np.float64).sum())
+    v = 0.5 * float(np.square(x, dtype=np.float64).sum())
+    return np.array([v], np.float64) if device else v
 
 
 def sum2_bwd(x, *, coeff=1.0):

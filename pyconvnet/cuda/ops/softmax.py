@@ -26,6 +26,10 @@ from .neuron import _out
 
 FWD = Kernel("softmax", "softmax_fwd", "ppiii")             # x, y, F, N, cache_rows
 BWD = Kernel("softmax", "softmax_bwd", "pppiii")            # dy, y, dx, F, N, cache_rows
+FWD_PART = Kernel("softmax", "softmax_fwd_part", "ppiiiii")          # x, part, F, N, col0, ncols, rows
+FWD_APPLY = Kernel("softmax", "softmax_fwd_apply", "pppiiiii")       # x, y, part, F, N, col0, ncols, rows
+BWD_PART = Kernel("softmax", "softmax_bwd_part", "pppiiiii")         # dy, y, part, F, N, col0, ncols, rows
+BWD_APPLY = Kernel("softmax", "softmax_bwd_apply", "ppppiiiii")      # dy, y, dx, part, F, N, col0, ncols, rows
 COST = Kernel("softmax", "logreg_cost", "ppiiiip")          # probs, labels, kind, F, N, topk, partial
 LOGREG_BWD = Kernel("softmax", "logreg_bwd", "ppipiif")     # probs, labels, kind, dprobs, F, N, coeff
 SOFTMAX_LOGREG_BWD = Kernel("softmax", "softmax_logreg_bwd", "ppipiif")  # probs, labels, kind, dx, F, N, coeff
@@ -36,6 +40,19 @@ SUM2_BWD = Kernel("softmax", "sum2_bwd", "pplf")            # x, dx, n, coeff
 LABEL_KINDS = {np.dtype(np.int32): 0, np.dtype(np.int64): 1, np.dtype(np.float32): 2, np.dtype(np.float64): 3}
 _SMEM_OPTIN: dict = {}  # device id -> bytes of shared memory a block may opt into
 _COLUMN_CONFIGS: dict = {}  # (F, N, itemsize, kind, device id) -> column_launch_config on that device
+_PLANS: dict = {}  # (F, N, itemsize, kind, device id) -> softmax_plan on that device
+_L2: dict = {}  # device id -> L2 cache bytes
+
+# The split path (two kernels over row tiles) serves arrays whose inputs are too big for one launch of the
+# column kernel to keep every row on chip; SMALL_BYTES and below always take the column kernel (one
+# launch: at that size launch latency, not bandwidth, sets the time). Pass 2 re-reads the inputs, which
+# should still be in L2: the columns are cut into waves whose inputs fill at most L2_FRACTION of L2.
+SMALL_BYTES = 4 << 20
+COLUMN_GRID_PER_SM = 2   # the column kernel also serves arrays it caches whole with this many blocks per SM
+L2_FRACTION = 0.8
+SPLIT_BLOCK = 256        # threads per split block: C = 32 columns (a 128-byte line of floats) x R rows
+SPLIT_MAX = 32           # at most this many row tiles per column (pass 2 reads all their statistics)
+SPLIT_BLOCKS_PER_SM = 8  # the split grid aims at this many blocks per multiprocessor per wave
 
 
 def max_shared_bytes() -> int:
@@ -87,6 +104,66 @@ def column_launch_config(F: int, N: int, itemsize: int, kind: str, limits=None, 
     scratch = (2 if kind == "fwd" else 1) * C * R * itemsize
     cache_rows = max(0, min(F, (smem - scratch) // (arrays * C * itemsize)))
     return grid, (C, R), scratch + cache_rows * arrays * C * itemsize, cache_rows
+
+
+def l2_bytes() -> int:
+    """L2 cache bytes of CuPy's current device; cached."""
+    import cupy
+
+    rt = cupy.cuda.runtime
+    dev = rt.getDevice()
+    if dev not in _L2:
+        _L2[dev] = int(rt.deviceGetAttribute(rt.cudaDevAttrL2CacheSize, dev))
+    return _L2[dev]
+
+
+def split_launch_config(F: int, N: int, itemsize: int, kind: str, limits=None, l2: int | None = None):
+    """``(block, shmem, rows, splits, waves)`` for the split kernels (softmax_{fwd,bwd}_{part,apply}).
+
+    kind ``"fwd"`` or ``"bwd"``. A block (C, R) covers a tile of C = 32 consecutive columns (fewer when N
+    is smaller) by ``rows`` rows, R = 256 / C row slices; ``splits`` = S tiles per column (S <= 32), as
+    many as bring each wave to ~8 blocks per multiprocessor while every thread keeps >= 8 rows. ``waves``
+    is a tuple of column ranges (col0, ncols), each launched as pass 1 then pass 2 on a grid
+    (ceil(ncols / C), S), so that one wave's inputs fill at most L2_FRACTION of the L2 (``l2`` bytes).
+    """
+    lim = limits if limits is not None else device_limits()
+    if l2 is None:
+        l2 = l2_bytes()
+    arrays = 1 if kind == "fwd" else 2
+    C = min(32, _pow2_ceil(N))
+    R = max(1, min(SPLIT_BLOCK, lim.max_block) // C)
+    nwaves = max(1, min(-(-N // C), -(-(arrays * F * N * itemsize) // max(1, int(l2 * L2_FRACTION)))))
+    width = -(-(-(-N // nwaves)) // C) * C  # columns per wave, a multiple of C
+    waves = tuple((c0, min(width, N - c0)) for c0 in range(0, N, width))
+    groups = -(-width // C)
+    S = -(-(SPLIT_BLOCKS_PER_SM * lim.sm_count) // groups)
+    S = max(1, min(S, SPLIT_MAX, F // (8 * R)))
+    rows = -(-F // S)
+    S = -(-F // rows)  # no empty tile
+    shmem = (2 if kind == "fwd" else 1) * C * R * itemsize
+    return (C, R), shmem, rows, S, waves
+
+
+def softmax_plan(F: int, N: int, itemsize: int, kind: str, limits=None, smem: int | None = None,
+                 l2: int | None = None):
+    """How softmax_fwd / softmax_bwd (``kind``) run on an (F, N) array: ``("column", config)`` with
+    ``column_launch_config``'s tuple (one launch; when the inputs are at most SMALL_BYTES, or its
+    shared-memory cache holds every row and the grid has >= 2 blocks per multiprocessor), else
+    ``("split", config)`` with ``split_launch_config``'s tuple. Cached per device when ``limits``,
+    ``smem`` and ``l2`` are all left out."""
+    if limits is None and smem is None and l2 is None:
+        import cupy
+        key = (F, N, itemsize, kind, cupy.cuda.runtime.getDevice())
+        hit = _PLANS.get(key)
+        if hit is None:
+            hit = _PLANS[key] = softmax_plan(F, N, itemsize, kind, device_limits(), max_shared_bytes(), l2_bytes())
+        return hit
+    lim = limits if limits is not None else device_limits()
+    col = column_launch_config(F, N, itemsize, kind, lim, smem)
+    arrays = 1 if kind == "fwd" else 2
+    if arrays * F * N * itemsize <= SMALL_BYTES or (col[3] == F and col[0] >= COLUMN_GRID_PER_SM * lim.sm_count):
+        return "column", col
+    return "split", split_launch_config(F, N, itemsize, kind, lim, l2)
 
 
 def elementwise_launch_config(n: int, itemsize: int, limits=None) -> tuple[int, int]:
@@ -150,8 +227,19 @@ def softmax_fwd(x, *, out=None):
         fail(op, f"x must have at least one row (class), got shape {tuple(x.shape)}")
     y = _result(op, out, x, "x")
     if N:
-        grid, block, shmem, cache = column_launch_config(F, N, x.itemsize, "fwd")
-        launch(FWD, x.dtype, grid, block, x, y, F, N, cache, shmem=shmem)
+        how, cfg = softmax_plan(F, N, x.itemsize, "fwd")
+        if how == "column":
+            grid, block, shmem, cache = cfg
+            launch(FWD, x.dtype, grid, block, x, y, F, N, cache, shmem=shmem)
+        else:
+            import cupy
+
+            block, shmem, rows, S, waves = cfg
+            part = cupy.empty((2 * S, N), x.dtype)
+            for col0, ncols in waves:
+                grid = (-(-ncols // block[0]), S)
+                launch(FWD_PART, x.dtype, grid, block, x, part, F, N, col0, ncols, rows, shmem=shmem)
+                launch(FWD_APPLY, x.dtype, grid, block, x, y, part, F, N, col0, ncols, rows, shmem=shmem)
     return y
 
 
@@ -165,16 +253,30 @@ def softmax_bwd(dy, y, *, out=None):
         check_same_dtype(op, dy=dy, y=y)
     dx = _result(op, out, dy, "dy")
     if F and N:
-        grid, block, shmem, cache = column_launch_config(F, N, dy.itemsize, "bwd")
-        launch(BWD, dy.dtype, grid, block, dy, y, dx, F, N, cache, shmem=shmem)
+        how, cfg = softmax_plan(F, N, dy.itemsize, "bwd")
+        if how == "column":
+            grid, block, shmem, cache = cfg
+            launch(BWD, dy.dtype, grid, block, dy, y, dx, F, N, cache, shmem=shmem)
+        else:
+            import cupy
+
+            block, shmem, rows, S, waves = cfg
+            part = cupy.empty((S, N), dy.dtype)
+            for col0, ncols in waves:
+                grid = (-(-ncols // block[0]), S)
+                launch(BWD_PART, dy.dtype, grid, block, dy, y, part, F, N, col0, ncols, rows, shmem=shmem)
+                launch(BWD_APPLY, dy.dtype, grid, block, dy, y, dx, part, F, N, col0, ncols, rows, shmem=shmem)
     return dx
 
 
-def logreg_cost(probs, labels, *, topk=1):
+def logreg_cost(probs, labels, *, topk=1, device=False):
     """(cost, nerr, nerr_topk) for probs (F, N) and labels (N,): a float and two ints on the host.
 
     As the reference: cost = sum_n -log(max(probs[label_n, n], tiny)), nerr / nerr_topk = cases wrong
     at top-1 / top-k (ties count as wrong); 1 <= topk <= F. Invalid label values raise ValueError.
+    ``device=True``: a float64 CuPy array [cost, nerr, nerr_topk, invalid labels], with no host
+    synchronisation (capturable in a CUDA graph) and no label check (the caller looks at entry 3).
+    Both forms reduce the blocks' partial sums on the device in the same order: equal results.
     """
     op = "logreg_cost"
     F, N = _probs(op, "probs", probs)
@@ -182,18 +284,22 @@ def logreg_cost(probs, labels, *, topk=1):
     topk = check_int(op, "topk", topk, lo=1)
     if topk > F:
         fail(op, f"topk must be <= the number of classes {F}, got {topk}")
-    if N == 0:
-        return 0.0, 0, 0
     import cupy
 
+    if N == 0:
+        return cupy.zeros(4, np.float64) if device else (0.0, 0, 0)
     grid, block, shmem, _ = column_launch_config(F, N, probs.itemsize, "cost")
     partial = cupy.empty((grid, 4), np.float64)
     launch(COST, probs.dtype, grid, block, probs, lab, kind, F, N, topk, partial, shmem=shmem)
-    total = partial.get().sum(axis=0)
+    total = partial.sum(axis=0)
+    total[0] = 0.0 - total[0]  # the cost (0.0, not -0.0)
+    if device:
+        return total
+    total = total.get()
     if total[3]:  # invalid labels: the reference's check on a host copy gives its exact message
         ref._check_labels(op, labels.get(), probs)
         fail(op, f"labels must be integral values in [0, {F})")  # not reached
-    return 0.0 - float(total[0]), int(total[1]), int(total[2])
+    return float(total[0]), int(total[1]), int(total[2])
 
 
 def _cost_grad(op: str, kernel: Kernel, probs, labels, coeff, out):
@@ -220,19 +326,21 @@ def softmax_logreg_bwd(probs, labels, *, coeff=1.0, out=None):
     return _cost_grad("softmax_logreg_bwd", SOFTMAX_LOGREG_BWD, probs, labels, coeff, out)
 
 
-def sum2_cost(x):
-    """0.5 * sum(x**2) over all elements of x (any shape), summed in float64; a host Python float."""
+def sum2_cost(x, *, device=False):
+    """0.5 * sum(x**2) over all elements of x (any shape), summed in float64; a host Python float
+    (``device=True``: a float64 CuPy array (1,), no host synchronisation; the same value)."""
     op = "sum2_cost"
     check_device_array(op, "x", x)
     check_array(op, "x", x)
-    if x.size == 0:
-        return 0.0
     import cupy
 
+    if x.size == 0:
+        return cupy.zeros(1, np.float64) if device else 0.0
     grid, block, shmem = sum2_launch_config(x.size, x.itemsize)
     partial = cupy.empty(grid, np.float64)
     launch(SUM2_COST, x.dtype, grid, block, x, x.size, partial, shmem=shmem)
-    return 0.5 * float(partial.get().sum())
+    v = 0.5 * partial.sum(keepdims=True)
+    return v if device else float(v.get()[0])
 
 
 def sum2_bwd(x, *, coeff=1.0, out=None):
