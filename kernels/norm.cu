@@ -17,6 +17,8 @@
 //   cnorm:           dx = dy*denom^-beta - k * (x * sum_T g - sum_T g*m), m recomputed from x by
 //                    cnorm_bwd_mean into a scratch array first (two launches).
 //   Terms outside the tensor are absent (zero), never clamped copies.
+//   cmrnorm without stored denominators: cmrnorm_fwd_y writes y alone; cmrnorm_bwd_x takes dy and x
+//   alone and recomputes denom (with min_div) from x, g = dy*y/denom = dy*x*denom^(-beta-1).
 // Constraints: any C, H, W, N >= 1, any size >= 1; offsets are 64-bit. SIZE (template) is the window
 //   size with the window held in registers (3, 5, 9), or 0 for the general path taking `size` at
 //   run time (direct window sums reread from global memory/L1: right for any size, slower).
@@ -26,10 +28,13 @@
 //   every pointer of the launch is PW*sizeof(T)-aligned, else element by element (images >= N skipped).
 // Method: every kernel streams along one axis (channels for cmrnorm, rows for the others) with the
 //   window in registers: each step loads the entries entering the window (U at a time, so several
-//   loads are in flight; U = 4 in cmrnorm_fwd, 2 in cmrnorm_bwd and cnorm_fwd, 1 in the others, whose
-//   row entries already load `size` columns each), emits U outputs, and shifts the window. One pass:
+//   loads are in flight; U = 4 in cmrnorm_fwd(_y) and cmrnorm_bwd_x with SIZE <= 5, 2 in cmrnorm_bwd,
+//   cmrnorm_bwd_x with SIZE 9 and cnorm_fwd, 1 in the others, whose row entries already load `size`
+//   columns each), emits U outputs, and shifts the window. One pass:
 //   cmrnorm_fwd reads x once and writes y and denom once; cmrnorm_bwd reads dy, x, y, denom once and
-//   writes dx once (plus size-1 halo channels per chunk when the channels are split). The spatial
+//   writes dx once (plus size-1 halo channels per chunk when the channels are split); cmrnorm_fwd_y
+//   reads x and writes y; cmrnorm_bwd_x reads dy and x and writes dx, two windows sliding together
+//   (x over 2*(size-1) halo channels per chunk, dy over size-1: see cmr_bwdx_window). The spatial
 //   kernels load each row entry as `size` neighbouring columns (other threads' columns, served by
 //   L1/L2), so DRAM still sees each input about once. The window sums are recomputed from the register
 //   window (no running sum), so there is no cancellation drift along the axis.
@@ -39,7 +44,7 @@
 //   rnorm_*, cnorm_*: grid (gx, chunks), block (BX, BY): threadIdx.x picks the image pack, threadIdx.y
 //     the column; blocks (grid-stride in x) run over (channel, column tile, image tile), image tiles
 //     fastest; blockIdx.y takes rows [y*chunk, min(H, (y+1)*chunk)). No shared memory, no barriers.
-// Versions: v1 (this file).
+// Versions: v1 (this file); cmrnorm_fwd_y and cmrnorm_bwd_x (no stored denominators) added in v1.
 // Entry points: the explicit instantiations at the end of the file (also NVRTC's name expressions).
 // Builds unchanged under nvcc (bindings/norm.cu includes it) and NVRTC: no includes.
 
@@ -151,8 +156,24 @@ __device__ __forceinline__ long long nm_spatial_blocks(int C, int W, int N) {
 
 // ---- cmrnorm: window over channels -----------------------------------------------------------------
 
+// The grid-stride loop of the cmrnorm kernels: body(base, cnt, c0, c1) for each (pixel, image pack)
+// item of this thread, base the offset of its channel 0, cnt its images (< PW at the end of a row
+// of N), [c0, c1) the channel chunk of blockIdx.y.
+template <int PW, class Body>
+__device__ __forceinline__ void nm_cmr_loop(long long P, int N, int C, int chunk, Body body) {
+    const long long G = (N + PW - 1) / PW, items = P * G;
+    const int c0 = (int)blockIdx.y * chunk, c1 = nm_min(C, c0 + chunk);
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long it = (long long)blockIdx.x * blockDim.x + threadIdx.x; it < items; it += stride) {
+        const long long p = it / G;
+        const int n0 = (int)(it - p * G) * PW;
+        body(p * N + n0, nm_min(PW, N - n0), c0, c1);
+    }
+}
+
 // x, y, d point at channel 0 of this thread's (pixel, image pack); channels are `plane` apart.
-template <typename T, int PW, int SIZE>
+// STORE_D: also write the denominators to d (else d is unused and may be null).
+template <typename T, int PW, int SIZE, bool STORE_D>
 __device__ __forceinline__ void cmr_fwd_window(const T* x, T* y, T* d, long long plane, int C, int c0,
                                                int c1, int cnt, bool vec, T alpha, T beta, T min_div) {
     typedef NmVec<T, PW> V;
@@ -171,11 +192,11 @@ __device__ __forceinline__ void cmr_fwd_window(const T* x, T* y, T* d, long long
                 yo.v[k] = win[B].v[k] * nm_powneg(den, beta);
             }
             nm_st<T, PW>(y + c * plane, yo, cnt, vec);
-            nm_st<T, PW>(d + c * plane, dd, cnt, vec);
+            if (STORE_D) nm_st<T, PW>(d + c * plane, dd, cnt, vec);
         });
 }
 
-template <typename T, int PW>
+template <typename T, int PW, bool STORE_D>
 __device__ __forceinline__ void cmr_fwd_general(const T* x, T* y, T* d, long long plane, int C, int c0,
                                                 int c1, int cnt, bool vec, int size, T alpha, T beta,
                                                 T min_div) {
@@ -197,7 +218,7 @@ __device__ __forceinline__ void cmr_fwd_general(const T* x, T* y, T* d, long lon
             yo.v[k] = xc.v[k] * nm_powneg(dd.v[k], beta);
         }
         nm_st<T, PW>(y + c * plane, yo, cnt, vec);
-        nm_st<T, PW>(d + c * plane, dd, cnt, vec);
+        if (STORE_D) nm_st<T, PW>(d + c * plane, dd, cnt, vec);
     }
 }
 
@@ -273,26 +294,161 @@ __device__ __forceinline__ void cmr_bwd_general(const T* dy, const T* x, const T
     }
 }
 
+// p = d^-beta and q = d^(-beta-1) = p/d for d > 0 (beta1 = beta + 1): two exp2 of one log2 in single
+// precision (no division), pow and a division in double.
+__device__ __forceinline__ void nm_powneg2(float d, float beta, float beta1, float& p, float& q) {
+    const float l = log2f(d);
+    p = exp2f(-beta * l);
+    q = exp2f(-beta1 * l);
+}
+__device__ __forceinline__ void nm_powneg2(double d, double beta, double, double& p, double& q) {
+    p = pow(d, -beta);
+    q = p / d;
+}
+
+template <typename T, int PW>
+struct NmCmrGT {
+    NmVec<T, PW> g, t;  // dy*x*denom^(-beta-1) (= dy*y/denom), dy*denom^-beta
+};
+
+// cmrnorm gradient from dy and x alone (the denominators recomputed). Channel c needs the entries
+// (g, t) of channels c-A .. c+B (A = SIZE-1-SIZE/2, B = SIZE/2: the outputs whose window covers c), and
+// entry i needs x over its window i-B .. i+A, so x is read over c0-(SIZE-1) .. c1+SIZE-2 and dy over
+// c0-A .. c1-1+B (clipped to [0, C)). Two register windows slide together, U channels per step:
+// before the loads of step o, xw[k] = x of channel o+k (k < SIZE-1) and ew[k] = entry o-A+k; the step
+// loads x of o+SIZE-1 .. o+SIZE-2+U and dy of o+B .. o+B+U-1, forms the U entries o+B+u from
+// xw[u .. u+SIZE-1], emits outputs o .. o+U-1 (those inside [c0, c1)) and shifts both windows by U.
+// The loop starts SIZE-1 channels early (steps before c0 only fill the windows; their outputs are
+// dropped), so the entries start as zeros that are shifted out before any output reads them. Channels
+// outside [0, C) load as zeros, which makes their entries zero: the absent terms.
+template <typename T, int PW, int SIZE, int U>
+__device__ __forceinline__ void cmr_bwdx_window(const T* dy, const T* x, T* dx, long long plane, int C, int c0,
+                                                int c1, int cnt, bool vec, T alpha, T beta, T min_div, T coef) {
+    typedef NmVec<T, PW> V;
+    typedef NmCmrGT<T, PW> E;
+    constexpr int B = SIZE / 2, A = SIZE - 1 - B;
+    const int xend = nm_min(C, c1 + SIZE - 1), eend = nm_min(C, c1 + B);  // nothing needed from there on
+    const T beta1 = beta + T(1);
+    const int os = c0 - (SIZE - 1);
+    V xw[SIZE - 1 + U];
+    E ew[SIZE - 1 + U];
+#pragma unroll
+    for (int k = 0; k < SIZE - 1; ++k) {
+        const int i = os + k;
+        xw[k] = (i >= 0 && i < xend) ? nm_ld<T, PW>(x + i * plane, cnt, vec) : V{};
+        ew[k] = E{};
+    }
+    for (int o = os; o < c1; o += U) {
+        V dyn[U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int i = o + SIZE - 1 + u, j = o + B + u;
+            xw[SIZE - 1 + u] = (i >= 0 && i < xend) ? nm_ld<T, PW>(x + i * plane, cnt, vec) : V{};
+            dyn[u] = (j >= 0 && j < eend) ? nm_ld<T, PW>(dy + j * plane, cnt, vec) : V{};
+        }
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+#pragma unroll
+            for (int k = 0; k < PW; ++k) {
+                T s = T(0);
+#pragma unroll
+                for (int j = 0; j < SIZE; ++j) s += xw[u + j].v[k] * xw[u + j].v[k];
+                T p, q;
+                nm_powneg2(min_div + alpha * s, beta, beta1, p, q);
+                ew[SIZE - 1 + u].g.v[k] = dyn[u].v[k] * xw[u + B].v[k] * q;
+                ew[SIZE - 1 + u].t.v[k] = dyn[u].v[k] * p;
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int c = o + u;
+            if (c >= c0 && c < c1) {
+                V r;
+#pragma unroll
+                for (int k = 0; k < PW; ++k) {
+                    T s = T(0);
+#pragma unroll
+                    for (int j = 0; j < SIZE; ++j) s += ew[u + j].g.v[k];
+                    r.v[k] = ew[u + A].t.v[k] - coef * xw[u].v[k] * s;
+                }
+                nm_st<T, PW>(dx + c * plane, r, cnt, vec);
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < SIZE - 1; ++k) {
+            xw[k] = xw[k + U];
+            ew[k] = ew[k + U];
+        }
+    }
+}
+
+// The same for any size: every entry's denominator summed directly from x (size^2 loads per output,
+// mostly from L1).
+template <typename T, int PW>
+__device__ __forceinline__ void cmr_bwdx_general(const T* dy, const T* x, T* dx, long long plane, int C, int c0,
+                                                 int c1, int cnt, bool vec, int size, T alpha, T beta, T min_div,
+                                                 T coef) {
+    typedef NmVec<T, PW> V;
+    const int b = size / 2, a = size - 1 - b;
+    const T beta1 = beta + T(1);
+    for (int c = c0; c < c1; ++c) {
+        V s = {}, t = {};
+        for (int j = nm_max(0, c - a); j < nm_min(C, c + b + 1); ++j) {
+            V q2 = {};
+            for (int i = nm_max(0, j - b); i < nm_min(C, j - b + size); ++i) {
+                const V v = nm_ld<T, PW>(x + i * plane, cnt, vec);
+#pragma unroll
+                for (int k = 0; k < PW; ++k) q2.v[k] += v.v[k] * v.v[k];
+            }
+            const V xj = nm_ld<T, PW>(x + j * plane, cnt, vec), dyj = nm_ld<T, PW>(dy + j * plane, cnt, vec);
+#pragma unroll
+            for (int k = 0; k < PW; ++k) {
+                T p, q;
+                nm_powneg2(min_div + alpha * q2.v[k], beta, beta1, p, q);
+                s.v[k] += dyj.v[k] * xj.v[k] * q;
+                if (j == c) t.v[k] = dyj.v[k] * p;
+            }
+        }
+        const V xc = nm_ld<T, PW>(x + c * plane, cnt, vec);
+        V r;
+#pragma unroll
+        for (int k = 0; k < PW; ++k) r.v[k] = t.v[k] - coef * xc.v[k] * s.v[k];
+        nm_st<T, PW>(dx + c * plane, r, cnt, vec);
+    }
+}
+
 // y, denom = cmrnorm(x). alpha = scale/size, beta = pow; size == SIZE unless SIZE == 0.
 template <typename T, int SIZE>
 __global__ void cmrnorm_fwd(const T* __restrict__ x, T* __restrict__ y, T* __restrict__ denom, int C,
                             long long P, int N, int size, int chunk, T alpha, T beta, T min_div) {
     constexpr int PW = 16 / sizeof(T);
-    const long long G = (N + PW - 1) / PW, items = P * G, plane = P * N;
+    const long long plane = P * N;
     const bool vec = N % PW == 0 && nm_aligned<16>(x) && nm_aligned<16>(y) && nm_aligned<16>(denom);
-    const int c0 = (int)blockIdx.y * chunk, c1 = nm_min(C, c0 + chunk);
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    for (long long it = (long long)blockIdx.x * blockDim.x + threadIdx.x; it < items; it += stride) {
-        const long long p = it / G;
-        const int n0 = (int)(it - p * G) * PW, cnt = nm_min(PW, N - n0);
-        const long long base = p * N + n0;
+    nm_cmr_loop<PW>(P, N, C, chunk, [&](long long base, int cnt, int c0, int c1) {
         if (SIZE > 0)
-            cmr_fwd_window<T, PW, (SIZE > 0 ? SIZE : 1)>(x + base, y + base, denom + base, plane, C, c0, c1,
-                                                        cnt, vec, alpha, beta, min_div);
+            cmr_fwd_window<T, PW, (SIZE > 0 ? SIZE : 1), true>(x + base, y + base, denom + base, plane, C, c0,
+                                                              c1, cnt, vec, alpha, beta, min_div);
         else
-            cmr_fwd_general<T, PW>(x + base, y + base, denom + base, plane, C, c0, c1, cnt, vec, size, alpha,
-                                   beta, min_div);
-    }
+            cmr_fwd_general<T, PW, true>(x + base, y + base, denom + base, plane, C, c0, c1, cnt, vec, size,
+                                         alpha, beta, min_div);
+    });
+}
+
+// y = cmrnorm(x) without the denominators (cmrnorm_bwd_x recomputes them). As cmrnorm_fwd.
+template <typename T, int SIZE>
+__global__ void cmrnorm_fwd_y(const T* __restrict__ x, T* __restrict__ y, int C, long long P, int N, int size,
+                              int chunk, T alpha, T beta, T min_div) {
+    constexpr int PW = 16 / sizeof(T);
+    const long long plane = P * N;
+    const bool vec = N % PW == 0 && nm_aligned<16>(x) && nm_aligned<16>(y);
+    nm_cmr_loop<PW>(P, N, C, chunk, [&](long long base, int cnt, int c0, int c1) {
+        if (SIZE > 0)
+            cmr_fwd_window<T, PW, (SIZE > 0 ? SIZE : 1), false>(x + base, y + base, nullptr, plane, C, c0, c1,
+                                                               cnt, vec, alpha, beta, min_div);
+        else
+            cmr_fwd_general<T, PW, false>(x + base, y + base, nullptr, plane, C, c0, c1, cnt, vec, size, alpha,
+                                          beta, min_div);
+    });
 }
 
 // dx = cmrnorm gradient; coef = 2*beta*alpha.
@@ -301,22 +457,36 @@ __global__ void cmrnorm_bwd(const T* __restrict__ dy, const T* __restrict__ x, c
                             const T* __restrict__ denom, T* __restrict__ dx, int C, long long P, int N, int size,
                             int chunk, T coef, T beta) {
     constexpr int PW = 16 / sizeof(T);
-    const long long G = (N + PW - 1) / PW, items = P * G, plane = P * N;
+    const long long plane = P * N;
     const bool vec = N % PW == 0 && nm_aligned<16>(dy) && nm_aligned<16>(x) && nm_aligned<16>(y) &&
                      nm_aligned<16>(denom) && nm_aligned<16>(dx);
-    const int c0 = (int)blockIdx.y * chunk, c1 = nm_min(C, c0 + chunk);
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    for (long long it = (long long)blockIdx.x * blockDim.x + threadIdx.x; it < items; it += stride) {
-        const long long p = it / G;
-        const int n0 = (int)(it - p * G) * PW, cnt = nm_min(PW, N - n0);
-        const long long base = p * N + n0;
+    nm_cmr_loop<PW>(P, N, C, chunk, [&](long long base, int cnt, int c0, int c1) {
         if (SIZE > 0)
             cmr_bwd_window<T, PW, (SIZE > 0 ? SIZE : 1)>(dy + base, x + base, y + base, denom + base, dx + base,
                                                         plane, C, c0, c1, cnt, vec, coef, beta);
         else
             cmr_bwd_general<T, PW>(dy + base, x + base, y + base, denom + base, dx + base, plane, C, c0, c1, cnt,
                                    vec, size, coef, beta);
-    }
+    });
+}
+
+// dx = cmrnorm gradient from dy and x only, the denominators recomputed (alpha, beta, min_div as in the
+// forward); coef = 2*beta*alpha. U = 4 channels per step for sizes up to 5, 2 for larger windows.
+template <typename T, int SIZE>
+__global__ void cmrnorm_bwd_x(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx, int C,
+                              long long P, int N, int size, int chunk, T alpha, T beta, T min_div, T coef) {
+    constexpr int PW = 16 / sizeof(T);
+    constexpr int U = SIZE <= 5 ? 4 : 2;
+    const long long plane = P * N;
+    const bool vec = N % PW == 0 && nm_aligned<16>(dy) && nm_aligned<16>(x) && nm_aligned<16>(dx);
+    nm_cmr_loop<PW>(P, N, C, chunk, [&](long long base, int cnt, int c0, int c1) {
+        if (SIZE > 0)
+            cmr_bwdx_window<T, PW, (SIZE > 0 ? SIZE : 1), U>(dy + base, x + base, dx + base, plane, C, c0, c1,
+                                                            cnt, vec, alpha, beta, min_div, coef);
+        else
+            cmr_bwdx_general<T, PW>(dy + base, x + base, dx + base, plane, C, c0, c1, cnt, vec, size, alpha, beta,
+                                    min_div, coef);
+    });
 }
 
 // ---- rnorm and cnorm: size x size window over rows and columns ---------------------------------------
@@ -795,6 +965,38 @@ template __global__ void cmrnorm_bwd<double, 5>(const double*, const double*, co
                                                 int, long long, int, int, int, double, double);
 template __global__ void cmrnorm_bwd<double, 9>(const double*, const double*, const double*, const double*, double*,
                                                 int, long long, int, int, int, double, double);
+template __global__ void cmrnorm_fwd_y<float, 0>(const float*, float*, int, long long, int, int, int, float, float,
+                                                 float);
+template __global__ void cmrnorm_fwd_y<float, 3>(const float*, float*, int, long long, int, int, int, float, float,
+                                                 float);
+template __global__ void cmrnorm_fwd_y<float, 5>(const float*, float*, int, long long, int, int, int, float, float,
+                                                 float);
+template __global__ void cmrnorm_fwd_y<float, 9>(const float*, float*, int, long long, int, int, int, float, float,
+                                                 float);
+template __global__ void cmrnorm_fwd_y<double, 0>(const double*, double*, int, long long, int, int, int, double, double,
+                                                  double);
+template __global__ void cmrnorm_fwd_y<double, 3>(const double*, double*, int, long long, int, int, int, double, double,
+                                                  double);
+template __global__ void cmrnorm_fwd_y<double, 5>(const double*, double*, int, long long, int, int, int, double, double,
+                                                  double);
+template __global__ void cmrnorm_fwd_y<double, 9>(const double*, double*, int, long long, int, int, int, double, double,
+                                                  double);
+template __global__ void cmrnorm_bwd_x<float, 0>(const float*, const float*, float*, int, long long, int, int, int,
+                                                 float, float, float, float);
+template __global__ void cmrnorm_bwd_x<float, 3>(const float*, const float*, float*, int, long long, int, int, int,
+                                                 float, float, float, float);
+template __global__ void cmrnorm_bwd_x<float, 5>(const float*, const float*, float*, int, long long, int, int, int,
+                                                 float, float, float, float);
+template __global__ void cmrnorm_bwd_x<float, 9>(const float*, const float*, float*, int, long long, int, int, int,
+                                                 float, float, float, float);
+template __global__ void cmrnorm_bwd_x<double, 0>(const double*, const double*, double*, int, long long, int, int, int,
+                                                  double, double, double, double);
+template __global__ void cmrnorm_bwd_x<double, 3>(const double*, const double*, double*, int, long long, int, int, int,
+                                                  double, double, double, double);
+template __global__ void cmrnorm_bwd_x<double, 5>(const double*, const double*, double*, int, long long, int, int, int,
+                                                  double, double, double, double);
+template __global__ void cmrnorm_bwd_x<double, 9>(const double*, const double*, double*, int, long long, int, int, int,
+                                                  double, double, double, double);
 template __global__ void rnorm_fwd<float, 0>(const float*, float*, float*, int, int, int, int, int, int, float,
                                              float, float);
 template __global__ void rnorm_fwd<float, 3>(const float*, float*, float*, int, int, int, int, int, int, float,

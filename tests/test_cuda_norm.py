@@ -5,12 +5,15 @@ the argument checks, the typed RawModule launch, and the kernel code itself run 
 emulator tests/cuda_host.py: the real wrappers (launch configuration included) drive HostModule on
 NumPy arrays, forward and backward of every op, float32 and float64, window sizes with a register
 instance (3, 5, 9) and general ones (1, 2, 4), odd batches (element-wise path), batches that are
-multiples of the pack (vector path), misaligned arrays, channel/row chunks. Outputs (and cnorm's
-scratch) are poisoned with NaN before each launch.
+multiples of the pack (vector path), misaligned arrays, channel/row chunks; cmrnorm also without
+stored denominators (cmrnorm_fwd_y, cmrnorm_bwd_x: keep_denom=False, backward from dy and x) against
+the reference's recomputing backward, chunks shorter than its 2*(size-1) halo included. Outputs (and
+cnorm's scratch) are poisoned with NaN before each launch.
 
 On a GPU (tests marked ``gpu``, both launch paths): the same against the reference over batch sizes
 1, 3, 127, 128, 129, odd channel counts, windows wider than the tensor, chunked axes, misaligned arrays,
-float32 (relative error <= 1e-5) and float64 (<= 1e-12), and the argument checks with CuPy arrays.
+float32 (relative error <= 1e-5) and float64 (<= 1e-12), cmrnorm without stored denominators over the
+same grid, and the argument checks with CuPy arrays.
 """
 from __future__ import annotations
 
@@ -31,8 +34,8 @@ from gpu_util import BATCHES, check_close, use_path, FakeDeviceArray, install_fa
 
 KERNEL = Path(__file__).resolve().parent.parent / "kernels" / "norm.cu"
 OPS = ("cmrnorm", "rnorm", "cnorm")
-KERNELS = (dev.CMRNORM_FWD, dev.CMRNORM_BWD, dev.RNORM_FWD, dev.RNORM_BWD, dev.CNORM_FWD, dev.CNORM_BWD_MEAN,
-           dev.CNORM_BWD)
+KERNELS = (dev.CMRNORM_FWD, dev.CMRNORM_BWD, dev.CMRNORM_FWD_Y, dev.CMRNORM_BWD_X, dev.RNORM_FWD, dev.RNORM_BWD,
+           dev.CNORM_FWD, dev.CNORM_BWD_MEAN, dev.CNORM_BWD)
 H100 = DeviceLimits(sm_count=132, max_block=1024, max_grid_x=2**31 - 1)
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -84,6 +87,14 @@ def test_launch_configs():
     assert dev.cmrnorm_launch_config((192, 27, 27, 128), 4, 5, H100) == ((183, 3), 128, 64)
     assert dev.cmrnorm_launch_config((5, 4, 4, 3), 4, 5, H100) == ((1, 1), 128, 5)   # too short to split
     assert dev.cmrnorm_launch_config((70, 1, 1, 1), 4, 3, H100) == ((1, 8), 128, 9)  # chunks >= 8 channels
+    # without stored denominators: the forward as before; the backward's halo is 2*(size-1), chunks >= 8*(size-1)
+    for shape in ((64, 55, 55, 128), (192, 27, 27, 128), (5, 4, 4, 3)):
+        assert (dev.cmrnorm_launch_config(shape, 4, 5, H100, kernel="cmrnorm_fwd_y")
+                == dev.cmrnorm_launch_config(shape, 4, 5, H100))
+    assert dev.cmrnorm_launch_config((64, 55, 55, 128), 4, 5, H100, kernel="cmrnorm_bwd_x") == ((757, 1), 128, 64)
+    assert dev.cmrnorm_launch_config((192, 27, 27, 128), 4, 5, H100, kernel="cmrnorm_bwd_x") == ((183, 3), 128, 64)
+    assert dev.cmrnorm_launch_config((70, 1, 1, 1), 4, 3, H100, kernel="cmrnorm_bwd_x") == ((1, 4), 128, 18)
+    assert dev.cmrnorm_launch_config((70, 1, 1, 1), 8, 9, H100, kernel="cmrnorm_bwd_x") == ((1, 1), 128, 70)
     assert dev.spatial_launch_config("rnorm_fwd", (64, 55, 55, 128), 4, 5, H100) == ((448, 1), (32, 8), 55)
     assert dev.spatial_launch_config("rnorm_bwd", (64, 55, 55, 128), 4, 5, H100) == ((896, 1), (32, 8), 55)
     assert dev.spatial_launch_config("cnorm_fwd", (64, 55, 55, 128), 4, 5, H100) == ((1792, 1), (32, 8), 55)
@@ -135,6 +146,20 @@ def test_output_checks(fake_cupy):
         dev.cnorm_bwd(FakeDeviceArray((3, 4, 4, 1), np.float32, 0x5000), x, x, d, **kw)
     with pytest.raises(ValueError, match="cmrnorm_fwd: min_div must be > 0.0, got 0.0"):
         dev.cmrnorm_fwd(x, min_div=0.0, **kw)
+    with pytest.raises(ValueError, match=r"cmrnorm_fwd: out\[1\] must be None with keep_denom=False"):
+        dev.cmrnorm_fwd(x, keep_denom=False, out=(d, FakeDeviceArray((3, 4, 4, 2), np.float32, 0x3000)), **kw)
+    with pytest.raises(ValueError, match=r"cmrnorm_fwd: out\[0\] must not overlap x"):
+        dev.cmrnorm_fwd(x, keep_denom=False, out=(y, None), **kw)
+    with pytest.raises(ValueError, match=r"cmrnorm_bwd: y and denom must both be given or both be None"):
+        dev.cmrnorm_bwd(x, x, None, d, **kw)
+    with pytest.raises(ValueError, match=r"cmrnorm_bwd: y and denom .* got y shape \(3, 4, 4, 2\) and denom None"):
+        dev.cmrnorm_bwd(x, x, d, None, **kw)
+    with pytest.raises(ValueError, match="cmrnorm_bwd: out must not overlap x"):
+        dev.cmrnorm_bwd(d, x, None, None, out=y, **kw)
+    with pytest.raises(ValueError, match="cmrnorm_bwd: dy must be a CuPy array"):
+        dev.cmrnorm_bwd(np.zeros((3, 4, 4, 2), np.float32), x, None, None, **kw)
+    with pytest.raises(ValueError, match="rnorm_bwd: y must be a CuPy array"):
+        dev.rnorm_bwd(x, x, None, None, **kw)
 
 
 def test_rawmodule_launch_passes_typed_scalars(fake_cupy, monkeypatch):
@@ -157,6 +182,20 @@ def test_rawmodule_launch_passes_typed_scalars(fake_cupy, monkeypatch):
     assert (name2, grid2) == ("cmrnorm_bwd<float,0>", (757, 1, 1))  # size 4: the general instance
     assert args2[:4] == (x, x, y, d) and args2[5:10] == (64, 3025, 128, 4, 64)
     assert args2[10:] == (np.float32(2 * 0.75 * 5e-4 / 4), np.float32(0.75))
+    calls.clear()
+    with use_launch_path("rawmodule"):  # without stored denominators
+        y2, none = dev.cmrnorm_fwd(x, size=5, scale=5e-4, pow=0.75, min_div=2, keep_denom=False)
+        dx = dev.cmrnorm_bwd(x, y2, None, None, size=9, scale=5e-4, pow=0.75, min_div=2)
+    assert none is None
+    (name, grid, block, args), (name2, grid2, _, args2) = calls
+    assert (name, grid, block) == ("cmrnorm_fwd_y<float,5>", (757, 1, 1), (128, 1, 1))
+    assert args[:2] == (x, y2) and args[2:7] == (64, 3025, 128, 5, 64)
+    assert [type(a) for a in args[2:]] == [np.int32, np.int64, np.int32, np.int32, np.int32] + [np.float32] * 3
+    assert args[7:] == (np.float32(1e-4), np.float32(0.75), np.float32(2.0))
+    assert (name2, grid2) == ("cmrnorm_bwd_x<float,9>", (757, 1, 1))
+    assert args2[:3] == (x, y2, dx) and args2[3:8] == (64, 3025, 128, 9, 64)
+    assert [type(a) for a in args2[3:]] == [np.int32, np.int64, np.int32, np.int32, np.int32] + [np.float32] * 4
+    assert args2[8:] == (np.float32(5e-4 / 9), np.float32(0.75), np.float32(2.0), np.float32(2 * 0.75 * 5e-4 / 9))
     x64 = FakeDeviceArray((7, 9, 10, 3), np.float64, 0x1000)
     calls.clear()
     with use_launch_path("rawmodule"):
@@ -223,6 +262,24 @@ def _check_op(xp, op, shape, dtype, kw, rng, what, offset=0):
     check_close(xp.get(dx), dx_ref, TOL[dtype], f"{what} bwd dx")
 
 
+def _check_cmr_recompute(xp, shape, dtype, kw, rng, what, offset=0):
+    """cmrnorm without stored denominators: keep_denom=False forward (y alone), the backward from dy and x
+    (y = denom = None), against the reference computed in float64 from the same x and dy."""
+    x, dy = _inputs(rng, "cmrnorm", shape, dtype)
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    y_ref = ref.cmrnorm_fwd(x64, **kw)[0].astype(dtype)
+    dx_ref = ref.cmrnorm_bwd(dy64, x64, None, None, **kw).astype(dtype)
+    gx = xp.put(x, offset)
+    out_y = xp.poisoned(shape, dtype, offset)
+    y, none = dev.cmrnorm_fwd(gx, keep_denom=False, out=(out_y, None), **kw)
+    assert y is out_y and none is None
+    check_close(xp.get(y), y_ref, TOL[dtype], f"{what} fwd_y y")
+    out = xp.poisoned(shape, dtype, offset)
+    dx = dev.cmrnorm_bwd(xp.put(dy, offset), gx, None, None, out=out, **kw)
+    assert dx is out
+    check_close(xp.get(dx), dx_ref, TOL[dtype], f"{what} bwd_x dx")
+
+
 def _kw(size, pow=0.75):
     return dict(size=size, scale=2.5, pow=pow, min_div=1.3)
 
@@ -281,6 +338,32 @@ def test_kernel_code_on_the_host(on_host, op, dtype):
             _check_op(NUMPY, op, shape, dtype, kw, rng, f"host {op} {shape} size {size}")
 
 
+# N = 1 and 3: element-wise path, N = 8: vector path; C odd (and 2 < U, 9 > SIZE-1)
+HOST_RECOMPUTE_CASES = [((7, 3, 4, 3), (1, 2, 3, 4, 5, 9)), ((9, 3, 2, 1), (3, 5, 9, 6)), ((5, 2, 3, 8), (3, 4, 5, 9)),
+                        ((2, 2, 2, 8), (3, 5, 9))]
+
+
+@DTYPES
+def test_cmrnorm_recompute_kernel_code_on_the_host(on_host, dtype):
+    rng = np.random.default_rng(13)
+    for shape, sizes in HOST_RECOMPUTE_CASES:
+        for size in sizes:
+            kw = _kw(size, pow=(0.75, -0.3, 2.0)[size % 3])
+            _check_cmr_recompute(NUMPY, shape, dtype, kw, rng, f"host recompute {shape} size {size}")
+
+
+def test_cmrnorm_recompute_kernel_code_on_the_host_misaligned_and_chunked(on_host):
+    """Misaligned (element-wise path); channel chunks of 1, 2 and 3, shorter than the backward's halo of
+    2*(size-1) channels, and chunk starts that are not multiples of the step U."""
+    rng = np.random.default_rng(14)
+    _check_cmr_recompute(NUMPY, (5, 4, 3, 8), np.float32, _kw(5), rng, "host recompute misaligned", offset=1)
+    for chunk in (1, 2, 3):
+        on_host.setattr(dev, "_chunks", lambda threads, length, size, lim, c=chunk: (-(-length // c), c))
+        for size in (3, 4, 5, 9):
+            _check_cmr_recompute(NUMPY, (11, 2, 3, 4), np.float64, _kw(size), rng,
+                                 f"host recompute chunk {chunk} size {size}")
+
+
 @pytest.mark.parametrize("op", OPS)
 def test_kernel_code_on_the_host_misaligned_and_chunked(on_host, op):
     """N % pack == 0 but 4 bytes off alignment (element-wise path); the streamed axis in chunks of 2
@@ -337,6 +420,29 @@ def test_norm_matches_reference(path, op, dtype):
         assert getattr(dev, op + "_fwd")(x[:0], **_kw(3))[0].shape == (0, 4, 4, 2)
 
 
+@pytest.mark.gpu
+@DTYPES
+@pytest.mark.parametrize("path", ["extension", "rawmodule"])
+def test_cmrnorm_recompute_matches_reference(path, dtype):
+    """cmrnorm_fwd_y and cmrnorm_bwd_x (no stored denominators) over the same grid."""
+    xp = _cupy_module()
+    rng = np.random.default_rng(2)
+    with use_path(path):
+        for shape in GPU_SHAPES:
+            for size in GPU_SIZES:
+                _check_cmr_recompute(xp, shape, dtype, _kw(size, pow=(0.75, 2.0)[size % 2]), rng,
+                                     f"{path} {shape} size {size}")
+        for shape, size in (((64, 3, 3, 5), 5), ((64, 2, 2, 4), 4), ((70, 1, 1, 1), 3), ((70, 1, 1, 2), 9)):
+            _check_cmr_recompute(xp, shape, dtype, _kw(size), rng, f"{path} {shape} chunked")
+        _check_cmr_recompute(xp, (5, 6, 7, 128), dtype, _kw(5), rng, f"{path} misaligned", offset=1)
+        x = xp.put(_inputs(rng, "cmrnorm", (3, 4, 4, 2), dtype)[0], 0)
+        y, none = dev.cmrnorm_fwd(x, keep_denom=False, **_kw(3))
+        assert none is None and y.dtype == x.dtype and y.shape == x.shape
+        dx = dev.cmrnorm_bwd(y, x, None, None, **_kw(3))
+        assert dx.dtype == x.dtype and dx.shape == x.shape
+        assert dev.cmrnorm_bwd(x[:0], x[:0], None, None, **_kw(3)).shape == (0, 4, 4, 2)
+
+
 ALEXNET_KW = dict(size=5, scale=5e-4, pow=0.75, min_div=2.0)
 
 
@@ -346,15 +452,17 @@ def alexnet_lrn2():
     rng = np.random.default_rng(1)
     x = (rng.standard_normal((192, 27, 27, 128)) * 30).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)
-    return (x, dy) + _references("cmrnorm", x, dy, ALEXNET_KW)
+    dx_recomputed = ref.cmrnorm_bwd(dy.astype(np.float64), x.astype(np.float64), None, None, **ALEXNET_KW)
+    return (x, dy) + _references("cmrnorm", x, dy, ALEXNET_KW) + (dx_recomputed.astype(np.float32),)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("path", ["extension", "rawmodule"])
 def test_cmrnorm_alexnet_sized(path, alexnet_lrn2):
-    """192x27x27x128 (AlexNet's second LRN): three channel chunks on an H100, the vector path."""
+    """192x27x27x128 (AlexNet's second LRN): three channel chunks on an H100, the vector path; with and
+    without stored denominators."""
     xp = _cupy_module()
-    x, dy, y_ref, d_ref, dx_ref = alexnet_lrn2
+    x, dy, y_ref, d_ref, dx_ref, dx_recomputed = alexnet_lrn2
     with use_path(path):
         gx = xp.put(x, 0)
         outs = (xp.poisoned(x.shape, np.float32, 0), xp.poisoned(x.shape, np.float32, 0))
@@ -364,6 +472,11 @@ def test_cmrnorm_alexnet_sized(path, alexnet_lrn2):
         out = xp.poisoned(x.shape, np.float32, 0)
         dev.cmrnorm_bwd(xp.put(dy, 0), gx, xp.put(y_ref, 0), xp.put(d_ref, 0), out=out, **ALEXNET_KW)
         check_close(out.get(), dx_ref, 1e-5, f"{path} alexnet dx")
+        y2 = dev.cmrnorm_fwd(gx, keep_denom=False, out=(xp.poisoned(x.shape, np.float32, 0), None), **ALEXNET_KW)[0]
+        check_close(y2.get(), y_ref, 1e-5, f"{path} alexnet fwd_y y")
+        out = xp.poisoned(x.shape, np.float32, 0)
+        dev.cmrnorm_bwd(xp.put(dy, 0), gx, None, None, out=out, **ALEXNET_KW)
+        check_close(out.get(), dx_recomputed, 1e-5, f"{path} alexnet bwd_x dx")
 
 
 @pytest.mark.gpu
@@ -392,3 +505,14 @@ def test_norm_argument_checks_on_the_gpu(op):
         fwd(x, out=(x, cp.empty_like(x)), **kw)
     with pytest.raises(ValueError, match=rf"{op}_fwd: out\[1\] must be a CuPy array"):
         fwd(x, out=(cp.empty_like(x), np.empty((3, 4, 4, 2), np.float32)), **kw)
+    if op == "cmrnorm":
+        with pytest.raises(ValueError, match=r"cmrnorm_bwd: y and denom must both be given or both be None"):
+            bwd(x, x, None, x.copy(), **kw)
+        with pytest.raises(ValueError, match=r"cmrnorm_bwd: dy must have shape \(3, 4, 4, 2\)"):
+            bwd(x[:2].copy(), x, None, None, **kw)
+        with pytest.raises(ValueError, match=r"cmrnorm_bwd: inputs must share one dtype"):
+            bwd(x.astype(cp.float64), x, None, None, **kw)
+        with pytest.raises(ValueError, match=r"cmrnorm_bwd: out must not overlap x"):
+            bwd(x.copy(), x, None, None, out=x, **kw)
+        with pytest.raises(ValueError, match=r"cmrnorm_fwd: out\[1\] must be None with keep_denom=False"):
+            fwd(x, keep_denom=False, out=(cp.empty_like(x), cp.empty_like(x)), **kw)

@@ -227,3 +227,78 @@ def test_norm_bwd_bad_params(op, kw, match):
     kw = dict(dict(size=3, scale=1.0, pow=0.75), **kw)
     with pytest.raises(ValueError, match=rf"{op}_bwd: {match}"):
         _bwd(op)(X, X, X, X, **kw)
+
+
+# ---- cmrnorm without stored denominators (keep_denom=False; the backward recomputes them from x) ----
+
+@pytest.mark.parametrize("shape, size", GRAD_CASES + [((9, 2, 3, 4), 9), ((6, 1, 2, 3), 8)], ids=lambda c: str(c))
+@pytest.mark.parametrize("pow", [0.75, 2.0, -0.3])
+def test_cmrnorm_recomputed_denom_equals_stored(shape, size, pow):
+    kw = dict(size=size, scale=2.5, pow=pow, min_div=1.3)
+    rng = np.random.default_rng(8)
+    x, dy = rng.standard_normal(shape), rng.standard_normal(shape)
+    y, d = norm.cmrnorm_fwd(x, **kw)
+    y2, none = norm.cmrnorm_fwd(x, keep_denom=False, **kw)
+    assert none is None
+    np.testing.assert_array_equal(y2, y)
+    want = norm.cmrnorm_bwd(dy, x, y, d, **kw)
+    got = norm.cmrnorm_bwd(dy, x, None, None, **kw)
+    assert got.dtype == np.float64 and got.shape == shape
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    x32, dy32 = x.astype(np.float32), dy.astype(np.float32)
+    got32 = norm.cmrnorm_bwd(dy32, x32, None, None, **kw)
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, want, rtol=1e-4, atol=1e-5)
+
+
+def test_cmrnorm_recompute_uses_min_div():
+    """min_div only shifts the stored denominators; recomputed, it must be the caller's."""
+    kw = dict(size=3, scale=2.0, pow=0.75)
+    x = np.random.default_rng(9).standard_normal((5, 3, 3, 2))
+    dy = np.ones_like(x)
+    y, d = norm.cmrnorm_fwd(x, min_div=3.0, **kw)
+    want = norm.cmrnorm_bwd(dy, x, y, d, **kw)  # min_div unused with stored denominators
+    np.testing.assert_allclose(norm.cmrnorm_bwd(dy, x, None, None, min_div=3.0, **kw), want, rtol=1e-12)
+    assert np.abs(norm.cmrnorm_bwd(dy, x, None, None, **kw) - want).max() > 1e-3
+
+
+@pytest.mark.parametrize("shape, size", GRAD_CASES, ids=lambda c: str(c))
+def test_cmrnorm_grad_recomputed_denom(shape, size):
+    kw = dict(size=size, scale=2.5, pow=0.75, min_div=1.5)
+    x = np.random.default_rng(5).standard_normal(shape)
+    check_grad(lambda x: norm.cmrnorm_fwd(x, keep_denom=False, **kw)[0],
+               lambda dy, x: {"x": norm.cmrnorm_bwd(dy, x, None, None, **kw)}, {"x": x}, ("x",))
+
+
+def test_cmrnorm_grad_recomputed_denom_catches_perturbation():
+    kw = dict(size=3, scale=2.0, pow=0.75, min_div=1.5)
+    x = np.random.default_rng(7).standard_normal((4, 4, 3, 2))
+    check_grad_catches_perturbation(lambda x: norm.cmrnorm_fwd(x, keep_denom=False, **kw)[0],
+                                    lambda dy, x: {"x": norm.cmrnorm_bwd(dy, x, None, None, **kw)},
+                                    {"x": x}, ("x",))
+
+
+@pytest.mark.parametrize("y, denom, match", [
+    (X, None, r"y and denom must both be given or both be None \(recomputed from x\), "
+              r"got y shape \(3, 4, 4, 2\) and denom None"),
+    (None, X, r"got y None and denom shape \(3, 4, 4, 2\)"),
+    (None, X[..., :1].copy(), r"got y None and denom shape \(3, 4, 4, 1\)"),
+])
+def test_cmrnorm_bwd_needs_both_or_neither(y, denom, match):
+    with pytest.raises(ValueError, match=rf"cmrnorm_bwd: .*{match}"):
+        norm.cmrnorm_bwd(X, X, y, denom, size=3, scale=1.0, pow=0.75)
+
+
+@pytest.mark.parametrize("op", ["rnorm", "cnorm"])
+def test_rnorm_cnorm_need_stored_denominators(op):
+    with pytest.raises(ValueError, match=rf"{op}_bwd: denom must be an array, got NoneType"):
+        _bwd(op)(X, X, X, None, size=3, scale=1.0, pow=0.75)
+
+
+def test_cmrnorm_recompute_bad_args():
+    with pytest.raises(ValueError, match=r"cmrnorm_bwd: dy must have shape \(3, 4, 4, 2\), got \(2, 4, 4, 2\)"):
+        norm.cmrnorm_bwd(X[:2].copy(), X, None, None, size=3, scale=1.0, pow=0.75)
+    with pytest.raises(ValueError, match=r"cmrnorm_bwd: inputs must share one dtype"):
+        norm.cmrnorm_bwd(X.astype(np.float64), X, None, None, size=3, scale=1.0, pow=0.75)
+    with pytest.raises(ValueError, match=r"cmrnorm_bwd: min_div must be > 0.0, got 0.0"):
+        norm.cmrnorm_bwd(X, X, None, None, size=3, scale=1.0, pow=0.75, min_div=0.0)

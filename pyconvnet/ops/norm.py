@@ -18,6 +18,11 @@ cnorm, d sum_window (x_q - m_p)^2 / d x_r = 2 (x_r - m_p) for r in the window of
 through m_p vanishes, as the deviations sum to zero), so
 ``dx = dy * denom^-pow - 2*pow*a * (x * boxT(g) - boxT(g * m))``.
 
+cmrnorm may drop the denominators: ``cmrnorm_fwd(..., keep_denom=False)`` returns ``(y, None)`` and
+``cmrnorm_bwd(dy, x, None, None, ...)`` recomputes denom from x (min_div matters there), using
+dy * y / denom = dy * x * denom^(-pow-1); the GPU forward then writes y alone and the backward reads dy
+and x alone.
+
 Window sums are separable: ``size`` strided slice-adds per axis. cnorm's sum of squared deviations
 is taken directly, one pass per size*size offset, avoiding the cancellation in sum(x^2) - n*m^2.
 """
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._check import check_array, check_float, check_int, check_same_dtype
+from ._check import check_array, check_float, check_int, check_same_dtype, fail
 from .pool import window_counts, window_taps
 
 
@@ -57,10 +62,17 @@ def _params(op, x, size, scale, pow, min_div):
     return size, scale, pow, min_div
 
 
-def _bwd_args(op, dy, x, y, denom, size, scale, pow, min_div):
+def _bwd_args(op, dy, x, y, denom, size, scale, pow, min_div, optional=False):
+    """The checked parameters; with ``optional`` (cmrnorm), y and denom may both be None."""
     params = _params(op, x, size, scale, pow, min_div)
+    if optional and (y is None) != (denom is None):
+        def what(a):
+            return "None" if a is None else f"shape {tuple(getattr(a, 'shape', ()))}"
+        fail(op, "y and denom must both be given or both be None (recomputed from x), "
+                 f"got y {what(y)} and denom {what(denom)}")
     for name, a in (("dy", dy), ("y", y), ("denom", denom)):
-        check_array(op, name, a, shape=x.shape)
+        if a is not None or not optional:
+            check_array(op, name, a, shape=x.shape)
     check_same_dtype(op, dy=dy, x=x, y=y, denom=denom)
     return params
 
@@ -80,10 +92,12 @@ def _mean(x, size):
     return _box(x, (1, 2), size) / cnt.astype(x.dtype)[None, :, :, None]
 
 
-def cmrnorm_fwd(x, *, size, scale, pow, min_div=1.0):
-    """Cross-map response norm. x (C, H, W, N) -> (y, denom), both (C, H, W, N), x's dtype."""
+def cmrnorm_fwd(x, *, size, scale, pow, min_div=1.0, keep_denom=True):
+    """Cross-map response norm. x (C, H, W, N) -> (y, denom), both (C, H, W, N), x's dtype;
+    (y, None) with ``keep_denom=False`` (cmrnorm_bwd then recomputes denom from x)."""
     size, scale, pow, min_div = _params("cmrnorm_fwd", x, size, scale, pow, min_div)
-    return _finish_fwd(x, _box(np.square(x), (0,), size), scale / size, pow, min_div)
+    y, denom = _finish_fwd(x, _box(np.square(x), (0,), size), scale / size, pow, min_div)
+    return (y, denom) if keep_denom else (y, None)
 
 
 def rnorm_fwd(x, *, size, scale, pow, min_div=1.0):
@@ -111,9 +125,20 @@ def _rnorm_like_bwd(dy, x, y, denom, axes, size, alpha, pow):
 
 
 def cmrnorm_bwd(dy, x, y, denom, *, size, scale, pow, min_div=1.0):
-    """Gradient of cmrnorm_fwd. dy, x, y, denom (C, H, W, N), one dtype -> dx (C, H, W, N)."""
-    size, scale, pow, _ = _bwd_args("cmrnorm_bwd", dy, x, y, denom, size, scale, pow, min_div)
-    return _rnorm_like_bwd(dy, x, y, denom, (0,), size, scale / size, pow)
+    """Gradient of cmrnorm_fwd. dy, x, y, denom (C, H, W, N), one dtype -> dx (C, H, W, N).
+
+    y and denom may both be None: denom is then recomputed from x (with min_div) and
+    dy * y / denom taken as dy * x * denom^(-pow-1).
+    """
+    size, scale, pow, min_div = _bwd_args("cmrnorm_bwd", dy, x, y, denom, size, scale, pow, min_div,
+                                          optional=True)
+    alpha = scale / size
+    if denom is not None:
+        return _rnorm_like_bwd(dy, x, y, denom, (0,), size, alpha, pow)
+    denom = min_div + alpha * _box(np.square(x), (0,), size)
+    p = np.power(denom, -pow)
+    t = _box(dy * x * (p / denom), (0,), size, transpose=True)
+    return dy * p - (2.0 * pow * alpha) * x * t
 
 
 def rnorm_bwd(dy, x, y, denom, *, size, scale, pow, min_div=1.0):

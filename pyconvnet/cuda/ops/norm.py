@@ -7,6 +7,10 @@ and dtype to write into, for the backwards one array for dx; by default new arra
 Outputs may not overlap the inputs (or each other): every output element depends on its neighbours'
 inputs.
 
+cmrnorm can run without stored denominators: ``cmrnorm_fwd(..., keep_denom=False)`` writes y alone
+(kernel cmrnorm_fwd_y, 2 arrays moved) and returns ``(y, None)``; ``cmrnorm_bwd(dy, x, None, None,
+...)`` recomputes the denominators from x (kernel cmrnorm_bwd_x, reads dy and x, writes dx: 3 arrays).
+
 Window sizes 3, 5 and 9 run kernel instances with the window in registers; any other size runs the
 general instance (template size 0), which rereads the window from memory. cnorm_bwd takes two
 launches (the window means of x into a scratch array, then the fused gradient).
@@ -21,6 +25,8 @@ SIZES = (3, 5, 9)  # sizes with a register-window instance; the others use insta
 
 CMRNORM_FWD = Kernel("norm", "cmrnorm_fwd", "pppiliiifff", "{T}, {size}")   # x y denom C P N size chunk a b m
 CMRNORM_BWD = Kernel("norm", "cmrnorm_bwd", "pppppiliiiff", "{T}, {size}")  # dy x y denom dx C P N size chunk k b
+CMRNORM_FWD_Y = Kernel("norm", "cmrnorm_fwd_y", "ppiliiifff", "{T}, {size}")  # x y C P N size chunk a b m
+CMRNORM_BWD_X = Kernel("norm", "cmrnorm_bwd_x", "pppiliiiffff", "{T}, {size}")  # dy x dx C P N size chunk a b m k
 RNORM_FWD = Kernel("norm", "rnorm_fwd", "pppiiiiiifff", "{T}, {size}")      # x y denom C H W N size chunk a b m
 RNORM_BWD = Kernel("norm", "rnorm_bwd", "pppppiiiiiiff", "{T}, {size}")     # dy x y denom dx C H W N size chunk k b
 CNORM_FWD = Kernel("norm", "cnorm_fwd", "pppiiiiiifff", "{T}, {size}")      # as rnorm_fwd
@@ -28,8 +34,8 @@ CNORM_BWD_MEAN = Kernel("norm", "cnorm_bwd_mean", "ppiiiiii", "{T}, {size}")  # 
 CNORM_BWD = Kernel("norm", "cnorm_bwd", "ppppppiiiiiiff", "{T}, {size}")    # dy x y denom m dx C H W N size chunk k b
 
 # Bytes of images one thread takes (its pack; 0: one image), as the kernels' PW constants say.
-PACK_BYTES = {"cmrnorm_fwd": 16, "cmrnorm_bwd": 16, "rnorm_fwd": 16, "rnorm_bwd": 8, "cnorm_fwd": 0,
-              "cnorm_bwd_mean": 16, "cnorm_bwd": 0}
+PACK_BYTES = {"cmrnorm_fwd": 16, "cmrnorm_bwd": 16, "cmrnorm_fwd_y": 16, "cmrnorm_bwd_x": 16, "rnorm_fwd": 16,
+              "rnorm_bwd": 8, "cnorm_fwd": 0, "cnorm_bwd_mean": 16, "cnorm_bwd": 0}
 THREADS_PER_SM = 512  # split the streamed axis into chunks until about this many threads per SM
 CMRNORM_BLOCK = 128
 SPATIAL_BLOCK = 256
@@ -58,16 +64,17 @@ def _pack(kernel: str, itemsize: int) -> int:
     return max(1, PACK_BYTES[kernel] // itemsize)
 
 
-def cmrnorm_launch_config(shape, itemsize: int = 4, size: int = 5, limits=None):
-    """``(grid, block, chunk)`` for cmrnorm_fwd/cmrnorm_bwd on an array of ``shape`` (C, H, W, N).
+def cmrnorm_launch_config(shape, itemsize: int = 4, size: int = 5, limits=None, kernel: str = "cmrnorm_fwd"):
+    """``(grid, block, chunk)`` for the cmrnorm kernel ``kernel`` on an array of ``shape`` (C, H, W, N).
 
     A thread per (pixel, pack of 16 bytes of images), grid-stride in x; blockIdx.y picks a chunk of
-    ``chunk`` channels (see ``_chunks``).
+    ``chunk`` channels (see ``_chunks``). Each chunk rereads size-1 neighbour channels, 2*(size-1) for
+    cmrnorm_bwd_x (whose entries need x over their own windows), so its chunks are twice as long.
     """
     lim = limits if limits is not None else device_limits()
     c, h, w, n = shape
-    items = h * w * _cdiv(n, _pack("cmrnorm_fwd", itemsize))
-    chunks, chunk = _chunks(items, c, size, lim)
+    items = h * w * _cdiv(n, _pack(kernel, itemsize))
+    chunks, chunk = _chunks(items, c, 2 * size - 1 if kernel == "cmrnorm_bwd_x" else size, lim)
     block = min(CMRNORM_BLOCK, lim.max_block)
     return (max(1, min(_cdiv(items, block), lim.max_grid_x)), chunks), block, chunk
 
@@ -113,7 +120,8 @@ def _out(op: str, arr, name: str, like, like_name: str, inputs: dict):
     return arr
 
 
-def _fwd_args(op: str, x, size, scale, pow, min_div, out):
+def _fwd_args(op: str, x, size, scale, pow, min_div, out, keep_denom=True):
+    """Checked parameters and the outputs (y, denom); denom is None when not ``keep_denom``."""
     check_device_array(op, "x", x)
     size, scale, pow, min_div = _params(op, x, size, scale, pow, min_div)
     if out is None:
@@ -121,16 +129,23 @@ def _fwd_args(op: str, x, size, scale, pow, min_div, out):
     elif not isinstance(out, (tuple, list)) or len(out) != 2:
         fail(op, f"out must be a pair (y, denom) of CuPy arrays, got {type(out).__name__}")
     y = _out(op, out[0], "out[0]", x, "x", {"x": x})
+    if not keep_denom:
+        if out[1] is not None:
+            fail(op, f"out[1] must be None with keep_denom=False, got {type(out[1]).__name__}")
+        return size, scale, pow, min_div, y, None
     denom = _out(op, out[1], "out[1]", x, "x", {"x": x, "out[0]": y})
     return size, scale, pow, min_div, y, denom
 
 
-def _bwd_all(op: str, dy, x, y, denom, size, scale, pow, min_div, out):
+def _bwd_all(op: str, dy, x, y, denom, size, scale, pow, min_div, out, optional=False):
+    """Checked parameters and dx; with ``optional`` (cmrnorm), y and denom may both be None."""
     for name, a in (("dy", dy), ("x", x), ("y", y), ("denom", denom)):
-        check_device_array(op, name, a)
-    size, scale, pow, _ = _bwd_args(op, dy, x, y, denom, size, scale, pow, min_div)
-    dx = _out(op, out, "out", x, "x", {"dy": dy, "x": x, "y": y, "denom": denom})
-    return size, scale, pow, dx
+        if a is not None or not optional:
+            check_device_array(op, name, a)
+    size, scale, pow, min_div = _bwd_args(op, dy, x, y, denom, size, scale, pow, min_div, optional=optional)
+    inputs = {n: a for n, a in (("dy", dy), ("x", x), ("y", y), ("denom", denom)) if a is not None}
+    dx = _out(op, out, "out", x, "x", inputs)
+    return size, scale, pow, min_div, dx
 
 
 def _spatial_fwd(kernel: Kernel, op: str, x, size, scale, pow, min_div, out):
@@ -142,27 +157,45 @@ def _spatial_fwd(kernel: Kernel, op: str, x, size, scale, pow, min_div, out):
     return y, denom
 
 
-def cmrnorm_fwd(x, *, size, scale, pow, min_div=1.0, out=None):
-    """Cross-map response norm of x (C, H, W, N) -> (y, denom), both (C, H, W, N), x's dtype."""
+def cmrnorm_fwd(x, *, size, scale, pow, min_div=1.0, keep_denom=True, out=None):
+    """Cross-map response norm of x (C, H, W, N) -> (y, denom), both (C, H, W, N), x's dtype.
+
+    With ``keep_denom=False`` -> (y, None): only y is written (``out`` then is ``(y, None)``).
+    """
     op = "cmrnorm_fwd"
-    size, scale, pow, min_div, y, denom = _fwd_args(op, x, size, scale, pow, min_div, out)
+    size, scale, pow, min_div, y, denom = _fwd_args(op, x, size, scale, pow, min_div, out, keep_denom)
     if x.size:
         c, h, w, n = x.shape
-        grid, block, chunk = cmrnorm_launch_config(x.shape, x.itemsize, size)
-        launch(CMRNORM_FWD, x.dtype, grid, block, x, y, denom, c, h * w, n, size, chunk, scale / size, pow, min_div,
-               size=_tsize(size))
+        if keep_denom:
+            grid, block, chunk = cmrnorm_launch_config(x.shape, x.itemsize, size)
+            launch(CMRNORM_FWD, x.dtype, grid, block, x, y, denom, c, h * w, n, size, chunk, scale / size, pow,
+                   min_div, size=_tsize(size))
+        else:
+            grid, block, chunk = cmrnorm_launch_config(x.shape, x.itemsize, size, kernel="cmrnorm_fwd_y")
+            launch(CMRNORM_FWD_Y, x.dtype, grid, block, x, y, c, h * w, n, size, chunk, scale / size, pow, min_div,
+                   size=_tsize(size))
     return y, denom
 
 
 def cmrnorm_bwd(dy, x, y, denom, *, size, scale, pow, min_div=1.0, out=None):
-    """Gradient of cmrnorm_fwd. dy, x, y, denom (C, H, W, N), one dtype -> dx (C, H, W, N)."""
+    """Gradient of cmrnorm_fwd. dy, x, y, denom (C, H, W, N), one dtype -> dx (C, H, W, N).
+
+    y and denom may both be None (from ``cmrnorm_fwd(..., keep_denom=False)``): the denominators are
+    then recomputed from x with min_div, reading only dy and x.
+    """
     op = "cmrnorm_bwd"
-    size, scale, pow, dx = _bwd_all(op, dy, x, y, denom, size, scale, pow, min_div, out)
+    size, scale, pow, min_div, dx = _bwd_all(op, dy, x, y, denom, size, scale, pow, min_div, out, optional=True)
     if x.size:
         c, h, w, n = x.shape
-        grid, block, chunk = cmrnorm_launch_config(x.shape, x.itemsize, size)
-        launch(CMRNORM_BWD, x.dtype, grid, block, dy, x, y, denom, dx, c, h * w, n, size, chunk,
-               2.0 * pow * (scale / size), pow, size=_tsize(size))
+        alpha = scale / size
+        if denom is not None:
+            grid, block, chunk = cmrnorm_launch_config(x.shape, x.itemsize, size, kernel="cmrnorm_bwd")
+            launch(CMRNORM_BWD, x.dtype, grid, block, dy, x, y, denom, dx, c, h * w, n, size, chunk,
+                   2.0 * pow * alpha, pow, size=_tsize(size))
+        else:
+            grid, block, chunk = cmrnorm_launch_config(x.shape, x.itemsize, size, kernel="cmrnorm_bwd_x")
+            launch(CMRNORM_BWD_X, x.dtype, grid, block, dy, x, dx, c, h * w, n, size, chunk, alpha, pow, min_div,
+                   2.0 * pow * alpha, size=_tsize(size))
     return dx
 
 
@@ -174,7 +207,7 @@ def rnorm_fwd(x, *, size, scale, pow, min_div=1.0, out=None):
 def rnorm_bwd(dy, x, y, denom, *, size, scale, pow, min_div=1.0, out=None):
     """Gradient of rnorm_fwd. dy, x, y, denom (C, H, W, N), one dtype -> dx (C, H, W, N)."""
     op = "rnorm_bwd"
-    size, scale, pow, dx = _bwd_all(op, dy, x, y, denom, size, scale, pow, min_div, out)
+    size, scale, pow, _, dx = _bwd_all(op, dy, x, y, denom, size, scale, pow, min_div, out)
     if x.size:
         grid, block, chunk = spatial_launch_config("rnorm_bwd", x.shape, x.itemsize, size)
         launch(RNORM_BWD, x.dtype, grid, block, dy, x, y, denom, dx, *x.shape, size, chunk,
@@ -194,7 +227,7 @@ def cnorm_bwd(dy, x, y, denom, *, size, scale, pow, min_div=1.0, out=None):
     gradient.
     """
     op = "cnorm_bwd"
-    size, scale, pow, dx = _bwd_all(op, dy, x, y, denom, size, scale, pow, min_div, out)
+    size, scale, pow, _, dx = _bwd_all(op, dy, x, y, denom, size, scale, pow, min_div, out)
     if x.size:
         import cupy
 
