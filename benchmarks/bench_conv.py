@@ -9,6 +9,12 @@ so that both compute the same output size (noted).
 
     python benchmarks/bench_gpu.py --only conv        # the table, with cuDNN side by side
     python benchmarks/bench_conv.py --variants        # every applicable kernel variant per layer
+
+The Winograd path (pyconvnet/cuda/ops/winograd.py) serves forward and backward-data of the stride-1
+3x3 / 5x5 layers (the dispatcher picks it for AlexNet conv2-conv5); `--variants` lists it as the
+variant "winograd", with the time its model predicts (GEMM at 45 TFLOP/s plus the transforms' bytes),
+and as "winograd-l2": the same in chunks of tiles whose V and M fit in L2 (more, smaller GEMMs).
+Its TFLOP/s column counts a direct convolution's FLOPs, like every other row.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from pathlib import Path
 from harness import Case
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from pyconvnet.cuda.ops import conv  # noqa: E402
+from pyconvnet.cuda.ops import conv, winograd  # noqa: E402
 
 N = 128
 # name: (C, H, K, R, pad, stride)
@@ -109,15 +115,20 @@ def _variants(p: conv.Problem):
                 out.append((direction, (mode, None)))
             else:
                 out += [(direction, (mode, t)) for t in conv.TILES[(direction, mode)]]
+    if not winograd.applicable(p.R, p.stride, p.groups):
+        out += [("fwd", "winograd"), ("bwd_data", "winograd"), ("fwd", "winograd-l2"), ("bwd_data", "winograd-l2")]
     return out
+
+
+L2_CHUNK_BYTES = 32 << 20  # "winograd-l2": tile chunks whose V and M fit in the H100's 50 MB L2
 
 
 def variants_main(reps: int = 20) -> None:
     import cupy as cp
     from harness import time_ms
 
-    print("| layer | direction | variant | ms | TFLOP/s | chosen |")
-    print("| --- | --- | --- | ---: | ---: | --- |")
+    print("| layer | direction | variant | ms | TFLOP/s | chosen | model ms |")
+    print("| --- | --- | --- | ---: | ---: | --- | ---: |")
     for name, (C, H, K, R, pad, st) in LAYERS.items():
         OH, x, w, dy, y, dx, dw, ws = _setup(cp, C, H, K, R, pad, st)
         p = conv.Problem(C, H, H, N, K, R, OH, OH, pad, st, 1)
@@ -125,7 +136,19 @@ def variants_main(reps: int = 20) -> None:
         chosen = {"fwd": conv.fwd_plan(p).tvals, "bwd_data": conv.bwd_data_plan(p).tvals,
                   "bwd_filter": conv.bwd_filter_plan(p).tvals}
         for direction, v in _variants(p):
-            if direction == "fwd":
+            if isinstance(v, str):
+                budget = L2_CHUNK_BYTES if v == "winograd-l2" else winograd.WORKSPACE_BYTES
+
+                def run(direction=direction, budget=budget):
+                    saved, winograd.WORKSPACE_BYTES = winograd.WORKSPACE_BYTES, budget
+                    try:
+                        if direction == "fwd":
+                            conv.conv_fwd(x, w, padding=pad, stride=st, out=y, variant="winograd")
+                        else:
+                            conv.conv_bwd_data(dy, w, (H, H), padding=pad, stride=st, out=dx, variant="winograd")
+                    finally:
+                        winograd.WORKSPACE_BYTES = saved
+            elif direction == "fwd":
                 def run(v=v):
                     conv.conv_fwd(x, w, padding=pad, stride=st, out=y, variant=v)
             elif direction == "bwd_data":
@@ -136,9 +159,16 @@ def variants_main(reps: int = 20) -> None:
                     conv.conv_bwd_filter(dy, x, R, padding=pad, stride=st, out=dw, workspace=ws, variant=v)
             ms = time_ms(cp, run, warmup=3, reps=reps)
             t = chosen[direction]
-            pick = (v[0] == "smallc" and "cg" in t) or (v[0] == t.get("mode") and v[1] == (t.get("bm"), t.get("bn")))
-            print(f"| {name} | {direction} | {v} | {ms:.4f} | {flops / ms / 1e9:.1f} | {'*' if pick else ''} |",
-                  flush=True)
+            wino = direction != "bwd_filter" and winograd.pays(cp.float32, R, st, 1, C, K)
+            model = ""
+            if isinstance(v, str):
+                pick = wino and v == "winograd"
+                model = f"{winograd.expected_ms(C, K, H, H, N, R, pad, bwd=direction == 'bwd_data')['total_ms']:.3f}"
+            else:
+                pick = not wino and ((v[0] == "smallc" and "cg" in t) or
+                                     (v[0] == t.get("mode") and v[1] == (t.get("bm"), t.get("bn"))))
+            print(f"| {name} | {direction} | {v} | {ms:.4f} | {flops / ms / 1e9:.1f} | {'*' if pick else ''} | "
+                  f"{model} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ sizes, groups and bias semantics are documented there), on C-contiguous float32/
 with one extra keyword ``out``: a C-contiguous CuPy array of the result's shape and dtype to write into
 (it must not overlap the inputs); by default a new array is returned. ``variant`` (and ``chunk`` for
 backward-filter) force a kernel variant, for tests and benchmarks: (mode, (BM, BN)) or ("smallc", None),
-whose conditions (`MODES`) the caller must respect. ``conv_bwd_filter`` also takes
+whose conditions (`MODES`) the caller must respect, or ``"winograd"`` for conv_fwd / conv_bwd_data
+(`pyconvnet.cuda.ops.winograd`: stride 1, groups 1, R 3 or 5, no or shared bias; float32 or float64).
+With ``variant=None`` those two take the Winograd path when ``winograd.pays`` (float32, C and K >= 64,
+no TF32 risk), else the direct kernels. ``conv_bwd_filter`` also takes
 ``workspace``: a flat C-contiguous CuPy array of dw's dtype for the split-reduction partial sums, of at
 least ``plan.workspace`` elements (see `bwd_filter_plan`); by default it comes from CuPy's memory pool.
 
@@ -27,6 +30,7 @@ from ...ops import conv as ref
 from ...ops._check import check_array, fail
 from ...ops.conv import conv_out_size  # noqa: F401  (the same function as the reference)
 from ..launch import DeviceLimits, Kernel, check_device_array, device_limits, grid_stride_config, launch
+from . import winograd
 
 _GEOM = "i" * 11  # C, H, W, N, K, R, OH, OW, pad, stride, groups
 FWD = Kernel("conv", "conv_fwd", "pppp" + _GEOM + "i", template="{T}, {bm}, {bn}, {mode}")
@@ -297,6 +301,17 @@ def _launch(plan: Plan, dtype, *args) -> None:
     launch(plan.kernel, dtype, plan.grid, plan.block, *args, shmem=plan.shmem, **plan.tvals)
 
 
+def _use_winograd(op: str, variant, dtype, R, stride, groups, C, K, bias_ok=True) -> bool:
+    """Whether conv_fwd / conv_bwd_data take the Winograd path: forced by ``variant="winograd"`` (an
+    error when it does not apply), else chosen by ``winograd.pays`` when no variant is forced."""
+    if isinstance(variant, str) and variant == "winograd":
+        why = winograd.applicable(R, stride, groups, bias_ok)
+        if why:
+            fail(op, f"variant 'winograd' does not apply to this convolution: {why}")
+        return True
+    return variant is None and winograd.pays(dtype, R, stride, groups, C, K, bias_ok)
+
+
 def conv_fwd(x, w, b=None, *, padding=0, stride=1, groups=1, out=None, variant=None):
     """Convolution forward (filterActs): y (K, OH, OW, N) from x (C, H, W, N), w (C/groups, R, R, K) and
     b (None, (K, 1) shared or (K*OH*OW, 1) untied), CuPy arrays of one float dtype."""
@@ -309,6 +324,8 @@ def conv_fwd(x, w, b=None, *, padding=0, stride=1, groups=1, out=None, variant=N
     p = Problem(C, H, W, N, K, R, OH, OW, padding, stride, groups, x.itemsize, _aligned(x, w, y))
     _check_sizes(op, p)
     bias_mode = 0 if b is None else (1 if b.shape[0] == K else 2)
+    if _use_winograd(op, variant, x.dtype, R, stride, groups, C, K, bias_mode != 2):
+        return winograd.run(x, w, b, y, padding, OH, OW, bwd=False)
     plan = fwd_plan(p, bias_mode, variant=variant)
     _launch(plan, x.dtype, x, w, w if b is None else b, y, *p.args(), *plan.extra)
     return y
@@ -326,6 +343,8 @@ def conv_bwd_data(dy, w, img_size, *, padding=0, stride=1, groups=1, out=None, v
         return dx
     p = Problem(C, H, W, N, K, R, OH, OW, padding, stride, groups, dy.itemsize, _aligned(dy, w, dx))
     _check_sizes(op, p)
+    if _use_winograd(op, variant, dy.dtype, R, stride, groups, C, K):
+        return winograd.run(dy, w, None, dx, R - 1 - padding, H, W, bwd=True)
     plan = bwd_data_plan(p, variant=variant)
     _launch(plan, dy.dtype, dy, w, dx, *p.args(), *plan.extra)
     return dx
