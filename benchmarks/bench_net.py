@@ -4,7 +4,8 @@ net in PyTorch (benchmarks/torchnet.py) in the same run, fp32 strict (TF32 off) 
 Nets: ``alexnet-1tower`` (cuda-convnet2's one-GPU ImageNet AlexNet: five convs with cross-map
 response normalisation and max-pooling, fc4096-dropout-fc4096-dropout-fc1000, softmax, logreg) on
 3x224x224 and ``cifar10-18pct`` on 3x32x32, batch 128 each. A training step is forward (train mode),
-backward and the learning-rule update, host-synchronised once (the cost comes back to the host).
+backward and the learning-rule update, host-synchronised once (the cost comes back to the host):
+``Net.train_step`` (a CUDA graph where the net allows) and the eager forward/backward/update.
 
     python benchmarks/bench_net.py [--nets alexnet-1tower,cifar10-18pct] [--steps 20] [--json f] [--write]
     python benchmarks/bench_net.py --device cpu --nets cifar10-18pct --steps 3   # a CPU smoke run
@@ -63,13 +64,20 @@ def ours(name, n, steps, device):
     def fwd():
         net.forward([x, lab], train=False, step=0)
 
-    def step():
+    def eager_step():
         net.forward([x, lab], train=True, step=state["step"])
         net.backward()
         net.update(0.0)
         state["step"] += 1
 
-    return _median_ms(fwd, steps, sync), _median_ms(step, steps, sync)
+    def step():  # what the trainer runs: a CUDA graph of forward + backward where the net allows
+        net.train_step([x, lab], step=state["step"])
+        net.update(0.0)
+        state["step"] += 1
+
+    t_fwd, t_eager = _median_ms(fwd, steps, sync), _median_ms(eager_step, steps, sync)
+    t_step = _median_ms(step, steps, sync)
+    return t_fwd, t_step, t_eager, net.graph_status
 
 
 def theirs(name, n, steps, device, tf32):
@@ -124,7 +132,8 @@ def main(argv=None):
     for name in a.nets.split(","):
         row = dict(net=name)
         try:
-            row["fwd ms"], row["step ms"] = ours(name, a.batch, a.steps, a.device)
+            row["fwd ms"], row["step ms"], row["eager step ms"], row["step path"] = ours(
+                name, a.batch, a.steps, a.device)
         except Exception as e:  # report and go on: the other numbers are still worth having
             row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         if torch is not None:
@@ -143,16 +152,19 @@ def main(argv=None):
     if a.json:
         Path(a.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     if a.write:
-        keys = ["fwd ms", "step ms", "images/s", "torch fp32 fwd ms", "torch fp32 step ms", "torch tf32 step ms",
+        keys = ["fwd ms", "step ms", "eager step ms", "images/s", "torch fp32 fwd ms", "torch fp32 step ms", "torch tf32 step ms",
                 "ours/torch fp32 (step)"]
         lines = [f"## Whole nets ({meta['device']}, batch {a.batch})", "",
                  f"Measured {meta['date']} on {meta['device']}, torch {meta.get('torch', 'absent')}, commit "
                  f"{meta['commit']}; median of {a.steps} host-synchronised steps. Command: "
                  "`python benchmarks/bench_net.py --write`.", "",
-                 "| net | " + " | ".join(keys) + " | error |", "| --- |" + " ---: |" * len(keys) + " --- |"]
+                 "step ms: what `pyconvnet train` runs (forward + backward as one CUDA graph where the net "
+                 "allows, then the update); eager step ms: the same without the graph.", "",
+                 "| net | " + " | ".join(keys) + " | step path | error |",
+                 "| --- |" + " ---: |" * len(keys) + " --- | --- |"]
         for r in rows:
             cells = [f"{r[k]:,.2f}" if k in r else "" for k in keys]
-            lines.append(f"| {r['net']} | " + " | ".join(cells) + f" | {r.get('error', '')} |")
+            lines.append(f"| {r['net']} | " + " | ".join(cells) + f" | {r.get('step path', '')} | {r.get('error', '')} |")
         replace_section(f"net-{a.device}", lines)
     return 0
 

@@ -13,7 +13,9 @@ Protocol of a non-cost layer:
   also stores the gradients of the layer's parameters in ``self.grads`` (gradients of the summed
   cost, not divided by N).
 
-Cost layers instead have ``cost(xs) -> (cost_sum, nerr, nerr_topk)`` and ``backward(xs, need)``.
+Cost layers instead have ``cost(xs) -> (cost_sum, nerr, nerr_topk)`` and ``backward(xs, need)``;
+``cost(xs, device=True)`` leaves the values in a float64 array of the backend, [cost_sum, nerr,
+nerr_topk, invalid labels], which ``host_cost(row)`` turns into the tuple (CUDA graph capture).
 
 Parameters live in ``self.params`` (``w0``, ``w1``, ... one per input, and ``b``) with momentum
 buffers in ``self.incs``; layouts are cuda-convnet's: conv w (C/g, R, R, K), local
@@ -180,12 +182,16 @@ class PoolLayer(Layer):
 
 
 class NormLayer(Layer):
-    """rnorm, cmrnorm, cnorm: scale, pow, minDiv come from the parameter file (``learn``)."""
+    """rnorm, cmrnorm, cnorm: scale, pow, minDiv come from the parameter file (``learn``).
+
+    cmrnorm keeps no denominators: its backward recomputes them from x (reads dy and x only).
+    """
 
     def __init__(self, spec, backend, dtype):
         super().__init__(spec, backend, dtype)
         self._f = getattr(self.ops, f"{self.type}_fwd")
         self._b = getattr(self.ops, f"{self.type}_bwd")
+        self._recompute = self.type == "cmrnorm"
         self._denom = None
 
     def _kw(self):
@@ -193,10 +199,15 @@ class NormLayer(Layer):
         return dict(size=self.p["size"], scale=lr["scale"], pow=lr["pow"], min_div=lr["min_div"])
 
     def _fwd(self, xs, train, step):
-        y, self._denom = self._f(xs[0], **self._kw())
+        if self._recompute:
+            y, self._denom = self._f(xs[0], keep_denom=False, **self._kw())
+        else:
+            y, self._denom = self._f(xs[0], **self._kw())
         return y
 
     def _bwd(self, dz, xs, z, need):
+        if self._recompute:
+            return [self._b(dz, xs[0], None, None, **self._kw())]
         return [self._b(dz, xs[0], z, self._denom, **self._kw())]
 
 
@@ -279,11 +290,17 @@ class LogregCost(Layer):
     has no other consumer: the backward then returns the gradient w.r.t. the softmax's input."""
     is_cost = True
 
-    def cost(self, xs):
+    def cost(self, xs, device=False):
         labels, probs = xs
         topk = self.learn["topk"]
+        if device:  # [cost, nerr, nerr_topk, invalid labels] left on the device
+            return self.ops.logreg_cost(probs, labels, topk=topk, device=True)
         c, nerr, nk = self.ops.logreg_cost(probs, labels, topk=topk)
         return float(c), int(nerr), (int(nk) if topk > 1 else None)
+
+    def host_cost(self, row):
+        """`cost`'s tuple from the device row (host floats)."""
+        return float(row[0]), int(row[1]), (int(row[2]) if self.learn["topk"] > 1 else None)
 
     def backward(self, xs, need):
         labels, probs = xs
@@ -296,8 +313,13 @@ class LogregCost(Layer):
 class Sum2Cost(Layer):
     is_cost = True
 
-    def cost(self, xs):
+    def cost(self, xs, device=False):
+        if device:  # [cost, 0, 0, 0] left on the device
+            return self.xp.pad(self.ops.sum2_cost(xs[0], device=True), (0, 3))
         return float(self.ops.sum2_cost(xs[0])), None, None
+
+    def host_cost(self, row):
+        return float(row[0]), None, None
 
     def backward(self, xs, need):
         return [self.ops.sum2_bwd(xs[0], coeff=self.learn["coeff"])]

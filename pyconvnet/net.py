@@ -101,6 +101,8 @@ class Net:
                 l.init_params(rng, lambda a: backend.asarray(a))
         self._plan()
         self._outs, self._xs, self._n, self._grads_ready = {}, {}, None, False
+        self._device_costs = False  # cost layers return device rows (CUDA graph capture)
+        self._graph = None          # pyconvnet.cuda.graph.StepGraph, made by the first train_step
 
     # -- graph analysis -------------------------------------------------------------------------
 
@@ -200,7 +202,7 @@ class Net:
                 xs.append(a if a.shape == want else a.reshape(want))
             xss[name] = xs
             if l.is_cost:
-                costs[name] = l.cost(xs)
+                costs[name] = l.cost(xs, device=True) if self._device_costs else l.cost(xs)
             else:
                 outs[name] = l.forward(xs, train, step)
         return outs, xss, costs, n
@@ -213,6 +215,36 @@ class Net:
         self._outs, self._xs, costs, self._n = self._run(self.layers, data, bool(train), step)
         self._grads_ready = False
         return costs
+
+    def train_step(self, data, *, step: int):
+        """``forward(data, train=True, step=step)`` then ``backward()``; returns forward's costs.
+
+        On the GPU backend the steady state replays both as one captured CUDA graph
+        (`pyconvnet.cuda.graph`; bit-identical results, far fewer launches); ``graph_status`` says
+        whether it does and, if not, why."""
+        if self._graph is None:
+            from .cuda.graph import StepGraph
+            self._graph = StepGraph(self)
+        return self._graph.run(data, int(step))
+
+    @property
+    def graph_status(self) -> str:
+        """How `train_step` runs: "CUDA graph (N replays)", or "eager: <reason>"."""
+        g = self._graph
+        if g is None:
+            from .cuda.graph import graph_blocker
+            why = graph_blocker(self)
+            return "not started" + (f" (eager: {why})" if why else "")
+        if g.blocker:
+            return f"eager: {g.blocker}"
+        return f"CUDA graph ({g.replays} replays)" if g.active else "CUDA graph (not captured yet)"
+
+    def _host_cost(self, name, row, data):
+        """A cost layer's device row [cost, nerr, nerr_topk, invalid labels] as forward's tuple."""
+        layer = self.by_name[name]
+        if row[3]:  # invalid labels: the host path raises the op's own message
+            layer.cost(self._xs[name])
+        return layer.host_cost(row)
 
     def backward(self):
         """Gradients of sum(coeff * cost) for every parameter (``net.grads()``), from the last

@@ -157,7 +157,7 @@ class Trainer:
         while True:
             batch = self.train_data.next_batch()
             n = batch.data[1].shape[0]
-            costs = self.net.forward(batch.data, train=True, step=self.step)
+            costs = self.net.train_step(batch.data, step=self.step)  # forward + backward
             cost, nerr, _ = self._main_cost(costs)
             if not all(math.isfinite(c[0]) for c in costs.values()):
                 bad = ", ".join(f"{k}={c[0]}" for k, c in costs.items())
@@ -166,7 +166,6 @@ class Trainer:
                 raise TrainingDiverged(f"cost is not finite at epoch {batch.epoch} minibatch "
                                        f"{batch.batch_idx} ({bad}); training stopped, {kept}. "
                                        "Lower the learning rates (epsW/epsB) or the initW values.")
-            self.net.backward()
             self.net.update(self.progress(batch.epoch, batch.batch_idx))
             self.step += 1
             row = [batch.epoch, batch.batch_idx, cost / n, None if nerr is None else nerr / n]

@@ -1,0 +1,160 @@
+"""The training step's forward and backward replayed as one CUDA graph (the GPU backend's steady state).
+
+A small net (layers-18pct: ~60 kernels a step, most of them a few microseconds long) spends more time
+in Python and in kernel launches than on the GPU. `StepGraph` records the forward and backward of one
+training step once, through CUDA stream capture, and from then on replays it with one launch:
+
+    g = StepGraph(net)
+    costs = g.run([images, labels], step)     # == net.forward(..., train=True); net.backward()
+
+How: the first call with a given set of input shapes runs eagerly (it also loads every kernel);
+the second captures ``net.forward`` + the device-side costs + ``net.backward`` on a private stream,
+with every array of the capture taken from a private CuPy memory pool that nothing else allocates
+from, so the addresses the graph uses stay its own; the inputs are copied into static device buffers
+that the graph reads. Every later call copies its batch into those buffers, replays the graph, copies
+the costs to the host (the one host synchronisation of a step) and points the layers' saved state
+(outputs, gradients, what a backward keeps) back at the graph's arrays, so `Net.update`,
+`Net.grads` and `Net.outputs` see this step's values. Another input shape (the short last batch of
+an epoch) runs eagerly; only one shape is captured.
+
+A replay computes exactly what the eager step computes (the same kernels on the same data, in the
+same order): the results are bit-identical. What cannot be captured runs eagerly, and the reason is
+in ``StepGraph.blocker``: not the GPU backend, ``PYCONVNET_CUDA_GRAPHS=0``, or a dropout layer in
+training (its mask depends on the step number, which a graph would freeze). A failed capture also
+falls back to eager steps for good, with the error in ``blocker``.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+ENV = "PYCONVNET_CUDA_GRAPHS"
+# layer attributes that are not per-step state (never rebound by forward/backward)
+_STATIC = frozenset({"spec", "name", "type", "ops", "xp", "dtype", "p", "neuron", "params", "incs"})
+_NET_STATE = ("_outs", "_xs", "_n", "_grads_ready")
+
+
+def graph_blocker(net) -> str | None:
+    """Why the training step of ``net`` cannot be captured as a CUDA graph (None when it can)."""
+    if net.backend.name != "gpu":
+        return f"the {net.backend.name} backend has no CUDA graphs"
+    if os.environ.get(ENV, "1").strip() == "0":
+        return f"{ENV}=0"
+    if net.backend.fallbacks:
+        return f"ops run on the host: {', '.join(net.backend.fallbacks)}"
+    for l in net.layers:
+        if l.type in ("dropout", "dropout2") and l.learn["enable"]:
+            return f"dropout layer {l.name!r} draws a new mask every step"
+    return None
+
+
+def _copy_state(v):
+    return dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v
+
+
+class StepGraph:
+    """Forward + backward of ``net``'s training step through a captured CUDA graph (module docstring)."""
+
+    def __init__(self, net):
+        self.net = net
+        self.blocker = graph_blocker(net)
+        self.key = None        # input (shape, dtype) signature of the captured graph
+        self.graph = None
+        self.replays = 0
+        self._seen = set()
+        if self.blocker is None:
+            import cupy
+
+            self._cp = cupy
+            self.stream = cupy.cuda.Stream(non_blocking=True)
+            self.pool = cupy.cuda.MemoryPool()
+
+    @property
+    def active(self) -> bool:
+        return self.graph is not None
+
+    def run(self, data, step: int):
+        """``net.forward(data, train=True, step=step)`` then ``net.backward()``; returns the costs."""
+        net = self.net
+        if self.blocker is None:
+            key = self._key(data)
+            if key is not None and key == self.key:
+                return self._replay(data)
+            if key is not None and self.graph is None and key in self._seen:
+                try:
+                    return self._capture(key, data, step)
+                except Exception as e:  # anything a capture cannot do: eager from now on
+                    self.blocker = f"capture failed: {type(e).__name__}: {e}"
+                    self.graph = None
+            elif key is not None:
+                self._seen.add(key)
+        costs = net.forward(data, train=True, step=step)
+        net.backward()
+        return costs
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _key(self, data):
+        """(shape, dtype) of every input, or None when an input cannot feed a graph as it is."""
+        key = []
+        for a in data:
+            if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+                return None
+            if a.ndim == 1 and a.dtype.kind not in "iu":  # float labels: the eager path converts them
+                return None
+            key.append((tuple(a.shape), np.dtype(a.dtype).str))
+        return tuple(key)
+
+    def _load(self, data):
+        """Copy this step's inputs into the graph's static buffers (on the graph's stream)."""
+        cp = self._cp
+        with self.stream:
+            for buf, a in zip(self._inputs, data):
+                if isinstance(a, cp.ndarray):
+                    buf[...] = a
+                else:
+                    buf.set(np.ascontiguousarray(a))
+
+    def _capture(self, key, data, step):
+        cp, net = self._cp, self.net
+        self._inputs = [cp.empty(s, np.dtype(d)) for s, d in key]
+        # the stream starts after everything queued so far on the caller's stream (the last update)
+        self.stream.wait_event(cp.cuda.get_current_stream().record())
+        self._load(data)
+        names = list(net.costs)
+        with cp.cuda.using_allocator(self.pool.malloc), self.stream:
+            self.stream.begin_capture()
+            try:
+                net._device_costs = True
+                costs = net.forward(self._inputs, train=True, step=step)
+                net.backward()
+                self._costs = cp.stack([costs[k] for k in names])
+            finally:
+                net._device_costs = False
+                graph = self.stream.end_capture()
+        self.graph, self.key, self._names = graph, key, names
+        self._net_state = {k: _copy_state(getattr(net, k)) for k in _NET_STATE}
+        self._layer_state = [(l, {k: _copy_state(v) for k, v in vars(l).items() if k not in _STATIC})
+                             for l in net.layers]
+        return self._launch(data)
+
+    def _replay(self, data):
+        self.stream.wait_event(self._cp.cuda.get_current_stream().record())
+        self._load(data)
+        self._restore()
+        return self._launch(data)
+
+    def _launch(self, data):
+        self.graph.launch(stream=self.stream)
+        host = self._costs.get(stream=self.stream)  # synchronises the stream: step done
+        self.replays += 1
+        return {k: self.net._host_cost(k, row, data) for k, row in zip(self._names, host)}
+
+    def _restore(self):
+        net = self.net
+        for k, v in self._net_state.items():
+            setattr(net, k, _copy_state(v))
+        for l, st in self._layer_state:
+            for k, v in st.items():
+                setattr(l, k, _copy_state(v))
