@@ -18,7 +18,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from harness import COPY_GBPS, SGEMM_TFLOPS, measure
+from harness import ceilings, measure
 from results import commit, replace_section
 
 HERE = Path(__file__).resolve().parent
@@ -70,13 +70,15 @@ def main(argv=None):
     except ImportError:
         torch = None
     meta = device_meta(cp, torch)
+    meta.update(ceilings(cp))
+    cp.get_default_memory_pool().free_all_blocks()
     print(f"# {meta}", flush=True)
     rows, failures = [], []
     for fam in (a.only.split(",") if a.only else families()):
         try:
             mod = importlib.import_module(f"bench_{fam}")
             for case in mod.cases(cp, torch):
-                row = dict(family=fam, **measure(cp, torch, case, reps=a.reps))
+                row = dict(family=fam, **measure(cp, torch, case, reps=a.reps, ceil=meta))
                 rows.append(row)
                 print(" | ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                       flush=True)
@@ -96,7 +98,8 @@ def main(argv=None):
                     + (f", torch {meta['torch']} (cuDNN {meta['cudnn']}, TF32 off)" if torch is not None else "")
                     + f", commit {meta['commit']}. Per call: median over {a.reps} CUDA-event-timed batches of 20 "
                     "back-to-back calls, after a warm-up. "
-                    f"Ceilings: copy {COPY_GBPS:,.0f} GB/s (read + write), SGEMM {SGEMM_TFLOPS:.0f} TFLOP/s. "
+                    f"Ceilings measured in the same run: copy {meta['copy GB/s']:,.0f} GB/s (read + write), "
+                    f"cuBLAS SGEMM {meta['sgemm TFLOP/s']:.1f} TFLOP/s (fp32). "
                     f"torch/ours > 1 means ours is faster. Command: `python benchmarks/bench_gpu.py --only {fam} "
                     "--write`.", ""]
             replace_section(f"gpu-{fam}", head + table(fam_rows))

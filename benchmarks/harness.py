@@ -15,6 +15,8 @@ from typing import Callable, Optional
 
 COPY_GBPS = 2990.0      # H100 device-to-device copy, read + write bytes (DESIGN.md)
 SGEMM_TFLOPS = 51.0     # H100 cuBLAS SGEMM fp32, no TF32 (DESIGN.md)
+# bench_gpu.py measures both on the device it runs on (`ceilings`) and uses those: an H200 copies
+# at ~4.3 TB/s, so the H100 constants above would overstate its percentages.
 
 
 @dataclass
@@ -79,16 +81,37 @@ def time_torch_ms(torch, fn, warmup: int = 5, reps: int = 10, batch: int = 20) -
     return _median_batched(record, fn, warmup, reps, batch)
 
 
-def measure(cp, torch, case: Case, reps: int = 10) -> dict:
-    """Times ``case`` (and its torch twin) and returns one result row as a dict."""
+def ceilings(cp) -> dict:
+    """The current device's copy rate (GB/s, bytes read + written, device-to-device cudaMemcpyAsync of
+    512 MiB) and cuBLAS SGEMM rate (TFLOP/s, 8192^3 float32, CuPy's plain fp32 math), measured now."""
+    n = 512 << 20
+    a, b = cp.empty(n, cp.uint8), cp.empty(n, cp.uint8)
+    a.fill(1)
+
+    def copy():
+        cp.cuda.runtime.memcpyAsync(b.data.ptr, a.data.ptr, n, cp.cuda.runtime.memcpyDeviceToDevice,
+                                    cp.cuda.get_current_stream().ptr)
+    copy_gbps = 2 * n / time_ms(cp, copy, reps=5) / 1e6
+    m = 8192
+    x = cp.random.default_rng(0).standard_normal((m, m), dtype=cp.float32)
+    y = cp.empty_like(x)
+    sgemm = 2 * m**3 / time_ms(cp, lambda: cp.matmul(x, x, out=y), warmup=2, reps=3, batch=5) / 1e9
+    return {"copy GB/s": copy_gbps, "sgemm TFLOP/s": sgemm}
+
+
+def measure(cp, torch, case: Case, reps: int = 10, ceil: Optional[dict] = None) -> dict:
+    """Times ``case`` (and its torch twin) and returns one result row as a dict; percentages of
+    ``ceil`` (from `ceilings`; the H100 constants when None)."""
+    copy_gbps = ceil["copy GB/s"] if ceil else COPY_GBPS
+    sgemm_tflops = ceil["sgemm TFLOP/s"] if ceil else SGEMM_TFLOPS
     ms = time_ms(cp, case.run, reps=reps)
     row = dict(op=case.op, direction=case.direction, shape=case.shape, ms=ms, note=case.note, **case.extra)
     if case.nbytes:
         row["GB/s"] = case.nbytes / ms / 1e6
-        row["% copy"] = 100 * row["GB/s"] / COPY_GBPS
+        row["% copy"] = 100 * row["GB/s"] / copy_gbps
     if case.flops:
         row["TFLOP/s"] = case.flops / ms / 1e9
-        row["% sgemm"] = 100 * row["TFLOP/s"] / SGEMM_TFLOPS
+        row["% sgemm"] = 100 * row["TFLOP/s"] / sgemm_tflops
     if torch is not None and case.torch_run is not None:
         row["torch ms"] = time_torch_ms(torch, case.torch_run, reps=reps)
         row["torch/ours"] = row["torch ms"] / ms

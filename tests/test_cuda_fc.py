@@ -1,10 +1,16 @@
-"""pyconvnet.cuda.ops.fc (cuBLAS through CuPy) against the NumPy reference pyconvnet.ops.fc."""
+"""pyconvnet.cuda.ops.fc (cuBLAS through CuPy, or 1x1 convolutions inside without_cublas) against the
+NumPy reference pyconvnet.ops.fc."""
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import pytest
 
+from pyconvnet.cuda.graph import without_cublas
+from pyconvnet.cuda.ops import conv as devconv
 from pyconvnet.cuda.ops import fc as dev
+from pyconvnet.ops import conv as refconv
 from pyconvnet.ops import fc as ref
 
 from gpu_util import BATCHES, check_close, poisoned
@@ -18,10 +24,51 @@ def test_argument_checks_without_a_gpu():
         dev.fc_bwd_filter(np.zeros((5, 4), np.float32), x)
 
 
+class _Dev(np.ndarray):
+    pass
+
+
+_Dev.__module__ = "cupy._emulated"
+
+
+def test_fc_as_1x1_conv_mapping(monkeypatch):
+    """Inside without_cublas the fc ops are the reference convolutions of (F, 1, 1, N) images."""
+    calls = []
+
+    def via_ref(name):
+        def run(*a, out=None, **kw):
+            calls.append(name)
+            r = getattr(refconv, name)(*(np.asarray(v) if isinstance(v, np.ndarray) else v for v in a), **kw)
+            if out is not None:
+                np.asarray(out)[...] = r
+                return out
+            return r.view(_Dev)
+        return run
+    for name in ("conv_fwd", "conv_bwd_data", "conv_bwd_filter"):
+        monkeypatch.setattr(devconv, name, via_ref(name))
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((7, 3)), rng.standard_normal((7, 5))
+    b, dy = rng.standard_normal((5, 1)), rng.standard_normal((5, 3))
+    d = [a.view(_Dev) for a in (x, w, b, dy)]
+    with without_cublas():
+        np.testing.assert_allclose(dev.fc_fwd(d[0], d[1], d[2]), ref.fc_fwd(x, w, b), rtol=1e-12)
+        out = np.full((7, 3), np.nan).view(_Dev)
+        assert dev.fc_bwd_data(d[3], d[1], out=out) is not None
+        np.testing.assert_allclose(out, ref.fc_bwd_data(dy, w), rtol=1e-12)
+        np.testing.assert_allclose(dev.fc_bwd_filter(d[3], d[0]), ref.fc_bwd_filter(dy, x), rtol=1e-12)
+    assert calls == ["conv_fwd", "conv_bwd_data", "conv_bwd_filter"]
+
+
 @pytest.mark.gpu
+@pytest.mark.parametrize("gemm", ["cublas", "kernels"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("fin,fout", [(1, 1), (7, 5), (4096, 1000), (37, 129)])
-def test_fc_matches_reference(fin, fout, dtype):
+def test_fc_matches_reference(fin, fout, dtype, gemm):
+    with without_cublas() if gemm == "kernels" else contextlib.nullcontext():
+        _fc_matches_reference(fin, fout, dtype)
+
+
+def _fc_matches_reference(fin, fout, dtype):
     import cupy as cp
 
     rng = np.random.default_rng(fin * 1000 + fout)

@@ -25,6 +25,8 @@ falls back to eager steps for good, with the error in ``blocker``.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 
 import numpy as np
@@ -33,6 +35,26 @@ ENV = "PYCONVNET_CUDA_GRAPHS"
 # layer attributes that are not per-step state (never rebound by forward/backward)
 _STATIC = frozenset({"spec", "name", "type", "ops", "xp", "dtype", "p", "neuron", "params", "incs"})
 _NET_STATE = ("_outs", "_xs", "_n", "_grads_ready")
+
+
+_NO_CUBLAS = contextvars.ContextVar("pyconvnet_no_cublas", default=False)
+
+
+def cublas_allowed() -> bool:
+    """False inside `without_cublas`: the ops then use pyconvnet's own kernels instead of cuBLAS."""
+    return not _NO_CUBLAS.get()
+
+
+@contextlib.contextmanager
+def without_cublas():
+    """Within the block the CUDA ops call no cuBLAS (CuPy refuses cuBLAS calls during stream capture):
+    fc ops run as 1x1 convolutions through kernels/conv.cu and conv takes no Winograd path. A step
+    graph runs all its steps, captured or eager, inside this, so every step computes the same way."""
+    token = _NO_CUBLAS.set(True)
+    try:
+        yield
+    finally:
+        _NO_CUBLAS.reset(token)
 
 
 def graph_blocker(net) -> str | None:
@@ -76,19 +98,26 @@ class StepGraph:
 
     def run(self, data, step: int):
         """``net.forward(data, train=True, step=step)`` then ``net.backward()``; returns the costs."""
-        net = self.net
         if self.blocker is None:
-            key = self._key(data)
-            if key is not None and key == self.key:
-                return self._replay(data)
-            if key is not None and self.graph is None and key in self._seen:
-                try:
-                    return self._capture(key, data, step)
-                except Exception as e:  # anything a capture cannot do: eager from now on
-                    self.blocker = f"capture failed: {type(e).__name__}: {e}"
-                    self.graph = None
-            elif key is not None:
-                self._seen.add(key)
+            with without_cublas():
+                return self._run(data, step)
+        costs = self.net.forward(data, train=True, step=step)
+        self.net.backward()
+        return costs
+
+    def _run(self, data, step):
+        net = self.net
+        key = self._key(data)
+        if key is not None and key == self.key:
+            return self._replay(data)
+        if key is not None and self.graph is None and key in self._seen:
+            try:
+                return self._capture(key, data, step)
+            except Exception as e:  # anything a capture cannot do: eager from now on
+                self.blocker = f"capture failed: {type(e).__name__}: {e}"
+                self.graph = None
+        elif key is not None:
+            self._seen.add(key)
         costs = net.forward(data, train=True, step=step)
         net.backward()
         return costs

@@ -309,7 +309,8 @@ def _use_winograd(op: str, variant, dtype, R, stride, groups, C, K, bias_ok=True
         if why:
             fail(op, f"variant 'winograd' does not apply to this convolution: {why}")
         return True
-    return variant is None and winograd.pays(dtype, R, stride, groups, C, K, bias_ok)
+    from ..graph import cublas_allowed  # Winograd's GEMMs are cuBLAS calls: not inside a graph capture
+    return variant is None and cublas_allowed() and winograd.pays(dtype, R, stride, groups, C, K, bias_ok)
 
 
 def conv_fwd(x, w, b=None, *, padding=0, stride=1, groups=1, out=None, variant=None):
