@@ -53,7 +53,7 @@ def test_fc_as_1x1_conv_mapping(monkeypatch):
     with without_cublas():
         np.testing.assert_allclose(dev.fc_fwd(d[0], d[1], d[2]), ref.fc_fwd(x, w, b), rtol=1e-12)
         out = np.full((7, 3), np.nan).view(_Dev)
-        assert dev.fc_bwd_data(d[3], d[1], out=out) is not None
+        assert dev.fc_bwd_data(d[3], d[1], out=out) is out
         np.testing.assert_allclose(out, ref.fc_bwd_data(dy, w), rtol=1e-12)
         np.testing.assert_allclose(dev.fc_bwd_filter(d[3], d[0]), ref.fc_bwd_filter(dy, x), rtol=1e-12)
     assert calls == ["conv_fwd", "conv_bwd_data", "conv_bwd_filter"]

@@ -53,7 +53,7 @@ def fc_fwd(x, w, b=None, *, out=None):
         shape = (w.shape[1], x.shape[1])
         _out_check("fc_fwd", out, shape, x)
         y = conv.conv_fwd(_img(x), _img(w), b, out=None if out is None else _img(out))
-        return y.reshape(shape)
+        return y.reshape(shape) if out is None else out
     y = _matmul("fc_fwd", w.T, x, out, (w.shape[1], x.shape[1]), x)
     if b is not None:
         y += b
@@ -69,7 +69,7 @@ def fc_bwd_data(dy, w, *, out=None):
         shape = (w.shape[0], dy.shape[1])
         _out_check("fc_bwd_data", out, shape, dy)
         dx = conv.conv_bwd_data(_img(dy), _img(w), (1, 1), out=None if out is None else _img(out))
-        return dx.reshape(shape)
+        return dx.reshape(shape) if out is None else out
     return _matmul("fc_bwd_data", w, dy, out, (w.shape[0], dy.shape[1]), dy)
 
 
@@ -82,5 +82,5 @@ def fc_bwd_filter(dy, x, *, out=None):
         shape = (x.shape[0], dy.shape[0])
         _out_check("fc_bwd_filter", out, shape, dy)
         dw = conv.conv_bwd_filter(_img(dy), _img(x), 1, out=None if out is None else _img(out))
-        return dw.reshape(shape)
+        return dw.reshape(shape) if out is None else out
     return _matmul("fc_bwd_filter", x, dy.T, out, (x.shape[0], dy.shape[0]), dy)
