@@ -103,6 +103,7 @@ class Net:
         self._outs, self._xs, self._n, self._grads_ready = {}, {}, None, False
         self._device_costs = False  # cost layers return device rows (CUDA graph capture)
         self._graph = None          # pyconvnet.cuda.graph.StepGraph, made by the first train_step
+        self._stager = None         # pyconvnet.cuda.feed.Stager: pinned, asynchronous input copies
 
     # -- graph analysis -------------------------------------------------------------------------
 
@@ -167,7 +168,7 @@ class Net:
             elif arr.dtype.kind not in "iu":
                 raise ValueError(f"Net.forward: labels for {s.name!r} must be integers, got "
                                  f"{arr.dtype}")
-            arr = self.backend.asarray(arr)
+            arr = self._stage(arr)
         else:
             want = tuple(s.out_shape)
             if tuple(arr.shape[:-1]) != want or arr.ndim != len(want) + 1:
@@ -176,11 +177,25 @@ class Net:
             if arr.dtype != self.dtype:
                 raise ValueError(f"Net.forward: data layer {s.name!r} got {arr.dtype} data; this "
                                  f"net computes in {self.dtype}")
-            arr = self.backend.asarray(arr)
+            arr = self._stage(arr)
         n = arr.shape[-1]
         if n < 1 or (n_expected is not None and n != n_expected):
             raise ValueError(f"Net.forward: data layer {s.name!r} has {n} cases, expected "
                              f"{n_expected if n_expected is not None else '>= 1'}")
+        return arr
+
+    def _stage(self, arr, out=None, stream=None):
+        """``arr`` as an array of the backend; NumPy data goes to the GPU through pinned staging
+        buffers, asynchronously on ``stream`` (default: the current one), into ``out`` if given."""
+        if self.backend.name == "gpu" and isinstance(arr, np.ndarray):
+            if self._stager is None:
+                from .cuda.feed import Stager
+                self._stager = Stager()
+            return self._stager.to_device(np.ascontiguousarray(arr), out=out, stream=stream)
+        arr = self.backend.asarray(arr)
+        if out is not None:
+            out[...] = arr
+            return out
         return arr
 
     def _run(self, layers, data, train, step):

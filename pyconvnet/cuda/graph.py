@@ -142,8 +142,8 @@ class StepGraph:
             for buf, a in zip(self._inputs, data):
                 if isinstance(a, cp.ndarray):
                     buf[...] = a
-                else:
-                    buf.set(np.ascontiguousarray(a))
+                else:  # through the net's pinned staging buffers, without waiting
+                    self.net._stage(np.asarray(a), out=buf, stream=self.stream)
 
     def _capture(self, key, data, step):
         cp, net = self._cp, self.net
