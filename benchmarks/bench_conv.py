@@ -10,10 +10,12 @@ so that both compute the same output size (noted).
     python benchmarks/bench_gpu.py --only conv        # the table, with cuDNN side by side
     python benchmarks/bench_conv.py --variants        # every applicable kernel variant per layer
 
-The Winograd path (pyconvnet/cuda/ops/winograd.py) serves forward and backward-data of the stride-1
-3x3 / 5x5 layers (the dispatcher picks it for AlexNet conv2-conv5); `--variants` lists it as the
-variant "winograd", with the time its model predicts (GEMM at 45 TFLOP/s plus the transforms' bytes),
-and as "winograd-l2": the same in chunks of tiles whose V and M fit in L2 (more, smaller GEMMs).
+The Winograd path (pyconvnet/cuda/ops/winograd.py) serves forward, backward-data and backward-filter
+of the stride-1 3x3 / 5x5 layers (the dispatcher picks it for AlexNet conv2-conv5); `--variants` lists it
+as the variant "winograd", with the time its model predicts (GEMM at 45 TFLOP/s plus the transforms'
+bytes), and as "winograd-l2": the same in chunks of tiles whose V and M (backward-filter: V, D and the
+partial sums) fit in L2 (more, smaller GEMMs). Backward-filter also gets "winograd-sS": the reduction over
+tiles forced into S splits (the default S comes from `winograd.split_tiles`' model; these rows tune it).
 Its TFLOP/s column counts a direct convolution's FLOPs, like every other row.
 """
 from __future__ import annotations
@@ -116,8 +118,12 @@ def _variants(p: conv.Problem):
             else:
                 out += [(direction, (mode, t)) for t in conv.TILES[(direction, mode)]]
     if not winograd.applicable(p.R, p.stride, p.groups):
-        out += [("fwd", "winograd"), ("bwd_data", "winograd"), ("fwd", "winograd-l2"), ("bwd_data", "winograd-l2")]
+        out += [(d, v) for d in ("fwd", "bwd_data", "bwd_filter") for v in ("winograd", "winograd-l2")]
+        out += [("bwd_filter", f"winograd-s{S}") for S in BWD_FILTER_SPLITS]
     return out
+
+
+BWD_FILTER_SPLITS = (1, 2, 4, 8, 16)
 
 
 L2_CHUNK_BYTES = 32 << 20  # "winograd-l2": tile chunks whose V and M fit in the H100's 50 MB L2
@@ -138,14 +144,21 @@ def variants_main(reps: int = 20) -> None:
         for direction, v in _variants(p):
             if isinstance(v, str):
                 budget = L2_CHUNK_BYTES if v == "winograd-l2" else winograd.WORKSPACE_BYTES
+                ts = None
+                if v.startswith("winograd-s"):
+                    T = winograd.tiles(OH, OH)[0] * winograd.tiles(OH, OH)[1]
+                    ts = -(-T // int(v[len("winograd-s"):]))
 
-                def run(direction=direction, budget=budget):
+                def run(direction=direction, budget=budget, ts=ts):
                     saved, winograd.WORKSPACE_BYTES = winograd.WORKSPACE_BYTES, budget
                     try:
                         if direction == "fwd":
                             conv.conv_fwd(x, w, padding=pad, stride=st, out=y, variant="winograd")
-                        else:
+                        elif direction == "bwd_data":
                             conv.conv_bwd_data(dy, w, (H, H), padding=pad, stride=st, out=dx, variant="winograd")
+                        else:
+                            conv.conv_bwd_filter(dy, x, R, padding=pad, stride=st, out=dw, variant="winograd",
+                                                 chunk=ts)
                     finally:
                         winograd.WORKSPACE_BYTES = saved
             elif direction == "fwd":
@@ -159,11 +172,15 @@ def variants_main(reps: int = 20) -> None:
                     conv.conv_bwd_filter(dy, x, R, padding=pad, stride=st, out=dw, workspace=ws, variant=v)
             ms = time_ms(cp, run, warmup=3, reps=reps)
             t = chosen[direction]
-            wino = direction != "bwd_filter" and winograd.pays(cp.float32, R, st, 1, C, K)
+            wino = winograd.pays(cp.float32, R, st, 1, C, K)
             model = ""
             if isinstance(v, str):
                 pick = wino and v == "winograd"
-                model = f"{winograd.expected_ms(C, K, H, H, N, R, pad, bwd=direction == 'bwd_data')['total_ms']:.3f}"
+                if direction == "bwd_filter":
+                    e = winograd.expected_bwd_filter_ms(C, K, H, H, N, R, pad)
+                    model = f"{e['total_ms']:.3f} (S={e['splits']})"
+                else:
+                    model = f"{winograd.expected_ms(C, K, H, H, N, R, pad, bwd=direction == 'bwd_data')['total_ms']:.3f}"
             else:
                 pick = not wino and ((v[0] == "smallc" and "cg" in t) or
                                      (v[0] == t.get("mode") and v[1] == (t.get("bm"), t.get("bn"))))

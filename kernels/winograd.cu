@@ -1,33 +1,49 @@
-// kernels/winograd.cu: the three transforms of Winograd convolution F(2x2, 3x3) and F(2x2, 5x5)
-// (stride 1, groups 1); the alpha^2 GEMMs between them run in cuBLAS (pyconvnet/cuda/ops/winograd.py).
+// kernels/winograd.cu: the transforms of Winograd convolution F(2x2, 3x3) and F(2x2, 5x5) (stride 1,
+// groups 1) for the forward and backward-data, and of its dual F(3x3, 2x2) / F(5x5, 2x2) for the
+// backward-filter; the alpha^2 GEMMs between them run in cuBLAS (pyconvnet/cuda/ops/winograd.py).
 //
 // Notation: A = alpha = 2 + R - 1 (4 for R = 3, 6 for R = 5), the tile side; every tile yields 2 x 2
 // outputs. Tiles cover an output of OH x OW: TH = ceil(OH/2) by TW = ceil(OW/2), tile t = ty*TW + tx,
 // numbered row-major. A launch of the input and output transforms covers the tiles [t0, t0 + TC) (the
-// wrapper splits the tiles into chunks to bound the workspace); TN = TC * N is a chunk's GEMM width.
+// wrapper splits the tiles into chunks to bound the workspace). Within a launch the TC tiles fall into
+// splits of TS tiles each (split s = tl / TS, tl = t - t0), stored one after another: TSN = TS * N is one
+// split's GEMM width. Forward and backward-data use one split per launch (TS = TC); backward-filter
+// uses several, so that one strided-batched GEMM over (split, a) spreads its reduction over the device.
 // Tensors (C-contiguous, T = float or double, device memory):
 //   w  (C, R, R, K)      filters, as conv_fwd takes them (K innermost).
 //   U  (A*A, KO, CI)     transformed filters, U[a] = G g G^T. Forward: KO = K, CI = C, g = w[c, :, :, k]
 //                        at U[a, k, c]. Backward-data (bwd = 1): KO = C, CI = K, g = w[c, ::-1, ::-1, k]
 //                        (both taps flipped) at U[a, c, k].
 //   x  (CI, H, W, N)     the images (forward) or dy (backward-data), batch innermost.
-//   V  (A*A, CI, TN)     transformed input tiles, V[a, ci, (t - t0)*N + n] = (B^T d B)[a], d the A x A
-//                        patch of x[ci, 2*ty - pad + i, 2*tx - pad + j, n] (zero off the image). pad may
-//                        be negative (backward-data with padding > R - 1).
-//   M  (A*A, KO, TN)     the GEMM results M[a] = U[a] @ V[a].
+//   V  (TC/TS, A*A, CI, TSN) transformed input tiles, V[s, a, ci, tls*N + n] = (B^T d B)[a] for tile
+//                        t = t0 + s*TS + tls, d the A x A patch of x[ci, 2*ty - pad + i, 2*tx - pad + j, n]
+//                        (zero off the image). pad may be negative (backward-data with padding > R - 1).
+//                        Tiles past the last one (t >= TH*TW, in a backward-filter's last split) read the
+//                        same formula: finite values that meet zeros in D.
+//   M  (A*A, KO, TN)     forward/backward-data GEMM results M[a] = U[a] @ V[a] (TN = TC * N).
 //   y  (KO, OH, OW, N)   outputs, y[k, 2*ty + p, 2*tx + q, n] = (A^T m A)[p, q] (+ bias[k]); only the
 //                        in-range ones are written. bias: (KO) shared bias, read when has_bias != 0.
-// Constraints: any C, K, H, W, N >= 1; element offsets are 64-bit. The tables below (B^T, G, A^T for
+// Backward-filter (dw[c, i, j, k] = sum over n, oy, ox of x[c, oy + i - pad, ox + j - pad, n] dy[k, oy, ox, n]):
+//   dy (K, OH, OW, N)    output gradients; D (TC/TS, A*A, K, TSN) like V: D[s, a, k, tls*N + n] =
+//                        (A dy_t A^T)[a], dy_t the 2 x 2 block dy[k, 2*ty + p, 2*tx + q, n] (zero past
+//                        OH/OW, so tiles t >= TH*TW give zeros); A = (A^T)^T.
+//   MB (S, A*A, C, K)    the GEMM results MB[s, a] = V[s, a] @ D[s, a]^T, summed over the chunks by cuBLAS
+//                        (beta = 1), S splits per chunk.
+//   dw (C, R, R, K)      dw[c, :, :, k] = G^T (sum_s MB[s, :, c, k]) G, the S partial sums added in order
+//                        (deterministic).
+// Constraints: any C, K, H, W, N >= 1; TC a multiple of TS; element offsets are 64-bit. The tables below (B^T, G, A^T for
 //   interpolation points 0, +-1, inf (R = 3) and 0, +-1, +-2, inf (R = 5)) are generated from exact
 //   fractions by pyconvnet.cuda.ops.winograd.c_tables(); tests/test_cuda_winograd.py checks the copy.
 // Launch (pyconvnet/cuda/ops/winograd.py computes it for both launch paths):
 //   winograd_filter_transform: grid (ceil(K/32), ceil(C/16)), block 512 (32 filters x 16 channels of w,
 //     one (c, k) pair per thread; forward transposes through shared memory so U's writes coalesce).
-//   winograd_input_transform, winograd_output_transform: 1-D grid-stride loops, block 256, threads over
-//     n fastest (coalesced). Packs of L consecutive n per thread (16 bytes; 8 bytes for the input
-//     transform of A = 6, to bound registers) when N % L == 0 and the pointers are L*sizeof(T)-aligned,
-//     decided on the device; else one n per thread.
-// Versions: v1.
+//   winograd_input_transform, winograd_output_transform, winograd_dy_transform: 1-D grid-stride loops,
+//     block 256, threads over n fastest (coalesced). Packs of L consecutive n per thread (16 bytes; 8 bytes
+//     for the input transform of A = 6, to bound registers) when N % L == 0 and the pointers are
+//     L*sizeof(T)-aligned, decided on the device; else one n per thread.
+//   winograd_dw_transform: 1-D grid-stride loop over C * K (c, k) pairs, k fastest (coalesced reads of
+//     MB and writes of dw), block 256.
+// Versions: v1 (forward, backward-data); v2 adds the split layout (TS) and the backward-filter kernels.
 // Entry points: the explicit instantiations at the end of the file (also NVRTC's name expressions).
 // Builds unchanged under nvcc (bindings/winograd.cu includes it) and NVRTC: no includes.
 
@@ -168,10 +184,10 @@ __global__ void __launch_bounds__(512) winograd_filter_transform(const T* w, T* 
     }
 }
 
-// One tile of one channel for L consecutive images: V[:, ci, tl*N + n .. + L) = B^T d B.
+// One tile t of one channel for L consecutive images: B^T d B, element a at V[a * plane + off .. + L).
 template <typename T, int A, int L>
-__device__ __forceinline__ void wg_input_tile(const T* x, T* V, int ci, int t, int tl, int n, int CI, int H,
-                                              int W, int N, int pad, int TW, long long TN) {
+__device__ __forceinline__ void wg_input_tile(const T* x, T* V, int ci, int t, int n, int H, int W, int N, int pad,
+                                              int TW, long long off, long long plane) {
     typedef WgTables<A> Tab;
     typedef WgPack<T, L> P;
     const int iy0 = 2 * (t / TW) - pad, ix0 = 2 * (t % TW) - pad;
@@ -212,8 +228,6 @@ __device__ __forceinline__ void wg_input_tile(const T* x, T* V, int ci, int t, i
                 for (int l = 0; l < L; ++l) wg_fma(acc[a][b][l], Tab::bt(a, i), r[l]);
         }
     }
-    const long long plane = (long long)CI * TN;
-    const long long off = (long long)ci * TN + (long long)tl * N + n;
 #pragma unroll
     for (int a = 0; a < A; ++a)
 #pragma unroll
@@ -225,12 +239,22 @@ __device__ __forceinline__ void wg_input_tile(const T* x, T* V, int ci, int t, i
         }
 }
 
-// Input transform of the tiles [t0, t0 + TC): V (A*A, CI, TC*N) from x (CI, H, W, N).
+// Offset of V[s, 0, row, tls*N + n] in the split layout (see the file comment), tl = s*TS + tls.
+__device__ __forceinline__ long long wg_split_offset(int row, int tl, int n, int N, int TS, long long TSN,
+                                                     long long plane, int AA) {
+    const int s = tl / TS, tls = tl - s * TS;
+    return (long long)s * AA * plane + (long long)row * TSN + (long long)tls * N + n;
+}
+
+// Input transform of the tiles [t0, t0 + TC) in splits of TS tiles: V (TC/TS, A*A, CI, TS*N) from
+// x (CI, H, W, N).
+// (float, A = 4: at least 3 blocks of 256 per SM, i.e. <= 85 registers, as before the split layout)
 template <typename T, int A>
-__global__ void winograd_input_transform(const T* x, T* V, int CI, int H, int W, int N, int pad, int TW, int t0,
-                                         int TC) {
+__global__ void __launch_bounds__(256, (A == 4 && sizeof(T) == 4) ? 3 : 1)
+    winograd_input_transform(const T* x, T* V, int CI, int H, int W, int N, int pad, int TW, int t0, int TC, int TS) {
     constexpr int L = (A == 4 ? 16 : 8) / sizeof(T) > 0 ? (A == 4 ? 16 : 8) / sizeof(T) : 1;
-    const long long TN = (long long)TC * N;
+    const long long TSN = (long long)TS * N;
+    const long long plane = (long long)CI * TSN;
     const long long stride = (long long)gridDim.x * blockDim.x;
     const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (L > 1 && N % L == 0 && wg_aligned(x, L * sizeof(T)) && wg_aligned(V, L * sizeof(T))) {
@@ -238,15 +262,17 @@ __global__ void winograd_input_transform(const T* x, T* V, int CI, int H, int W,
         const long long items = (long long)CI * TC * NL;
         for (long long it = tid; it < items; it += stride) {
             const long long q = it / NL;
-            const int tl = (int)(q % TC), ci = (int)(q / TC);
-            wg_input_tile<T, A, L>(x, V, ci, t0 + tl, tl, (int)(it - q * NL) * L, CI, H, W, N, pad, TW, TN);
+            const int tl = (int)(q % TC), ci = (int)(q / TC), n = (int)(it - q * NL) * L;
+            wg_input_tile<T, A, L>(x, V, ci, t0 + tl, n, H, W, N, pad, TW,
+                                   wg_split_offset(ci, tl, n, N, TS, TSN, plane, A * A), plane);
         }
     } else {
         const long long items = (long long)CI * TC * N;
         for (long long it = tid; it < items; it += stride) {
             const long long q = it / N;
-            const int tl = (int)(q % TC), ci = (int)(q / TC);
-            wg_input_tile<T, A, 1>(x, V, ci, t0 + tl, tl, (int)(it - q * N), CI, H, W, N, pad, TW, TN);
+            const int tl = (int)(q % TC), ci = (int)(q / TC), n = (int)(it - q * N);
+            wg_input_tile<T, A, 1>(x, V, ci, t0 + tl, n, H, W, N, pad, TW,
+                                   wg_split_offset(ci, tl, n, N, TS, TSN, plane, A * A), plane);
         }
     }
 }
@@ -324,23 +350,154 @@ __global__ void winograd_output_transform(const T* M, const T* bias, T* y, int K
     }
 }
 
+// --- backward-filter --------------------------------------------------------------------------------
+
+// One tile t of one filter for L consecutive images: A dy_t A^T, element a at D[a * plane + off .. + L).
+template <typename T, int A, int L>
+__device__ __forceinline__ void wg_dy_tile(const T* dy, T* D, int k, int t, int n, int OH, int OW, int N, int TW,
+                                           long long off, long long plane) {
+    typedef WgTables<A> Tab;
+    typedef WgPack<T, L> P;
+    const int oy0 = 2 * (t / TW), ox0 = 2 * (t % TW);
+    P d[2][2];
+#pragma unroll
+    for (int p = 0; p < 2; ++p)
+#pragma unroll
+        for (int q = 0; q < 2; ++q) {
+            if (oy0 + p < OH && ox0 + q < OW) {
+                d[p][q] = *reinterpret_cast<const P*>(dy + ((((long long)k * OH + oy0 + p) * OW + ox0 + q) * N + n));
+            } else {
+#pragma unroll
+                for (int l = 0; l < L; ++l) d[p][q].v[l] = T(0);
+            }
+        }
+    T r[2][A][L];  // (dy_t A^T)[p, b] = sum_q dy_t[p, q] A^T[q, b]
+#pragma unroll
+    for (int p = 0; p < 2; ++p)
+#pragma unroll
+        for (int b = 0; b < A; ++b)
+#pragma unroll
+            for (int l = 0; l < L; ++l) {
+                r[p][b][l] = T(0);
+#pragma unroll
+                for (int q = 0; q < 2; ++q) wg_fma(r[p][b][l], Tab::at(q, b), d[p][q].v[l]);
+            }
+#pragma unroll
+    for (int a = 0; a < A; ++a)
+#pragma unroll
+        for (int b = 0; b < A; ++b) {
+            P o;
+#pragma unroll
+            for (int l = 0; l < L; ++l) {
+                o.v[l] = T(0);
+#pragma unroll
+                for (int p = 0; p < 2; ++p) wg_fma(o.v[l], Tab::at(p, a), r[p][b][l]);
+            }
+            *reinterpret_cast<P*>(D + (a * A + b) * plane + off) = o;
+        }
+}
+
+// dy transform of the tiles [t0, t0 + TC) in splits of TS tiles: D (TC/TS, A*A, K, TS*N) from
+// dy (K, OH, OW, N); tiles past the last one give zeros.
+template <typename T, int A>
+__global__ void winograd_dy_transform(const T* dy, T* D, int K, int OH, int OW, int N, int TW, int t0, int TC,
+                                      int TS) {
+    constexpr int L = 16 / sizeof(T);
+    const long long TSN = (long long)TS * N;
+    const long long plane = (long long)K * TSN;
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (N % L == 0 && wg_aligned(dy, L * sizeof(T)) && wg_aligned(D, L * sizeof(T))) {
+        const int NL = N / L;
+        const long long items = (long long)K * TC * NL;
+        for (long long it = tid; it < items; it += stride) {
+            const long long q = it / NL;
+            const int tl = (int)(q % TC), k = (int)(q / TC), n = (int)(it - q * NL) * L;
+            wg_dy_tile<T, A, L>(dy, D, k, t0 + tl, n, OH, OW, N, TW, wg_split_offset(k, tl, n, N, TS, TSN, plane, A * A),
+                                plane);
+        }
+    } else {
+        const long long items = (long long)K * TC * N;
+        for (long long it = tid; it < items; it += stride) {
+            const long long q = it / N;
+            const int tl = (int)(q % TC), k = (int)(q / TC), n = (int)(it - q * N);
+            wg_dy_tile<T, A, 1>(dy, D, k, t0 + tl, n, OH, OW, N, TW, wg_split_offset(k, tl, n, N, TS, TSN, plane, A * A),
+                                plane);
+        }
+    }
+}
+
+// dw (C, R, R, K) = G^T (sum_s MB[s, :, c, k]) G from MB (S, A*A, C, K), one (c, k) pair per item.
+template <typename T, int A>
+__global__ void winograd_dw_transform(const T* MB, T* dw, int C, int K, int S) {
+    typedef WgTables<A> Tab;
+    const int R = Tab::R;
+    const long long plane = (long long)C * K;
+    const long long items = plane;
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long it = (long long)blockIdx.x * blockDim.x + threadIdx.x; it < items; it += stride) {
+        T m[A][A];
+#pragma unroll
+        for (int a = 0; a < A; ++a)
+#pragma unroll
+            for (int b = 0; b < A; ++b) m[a][b] = MB[(a * A + b) * plane + it];
+        for (int s = 1; s < S; ++s) {
+            const T* src = MB + (long long)s * (A * A) * plane + it;
+#pragma unroll
+            for (int a = 0; a < A; ++a)
+#pragma unroll
+                for (int b = 0; b < A; ++b) m[a][b] += src[(a * A + b) * plane];
+        }
+        const long long c = it / K, k = it - c * K;
+#pragma unroll
+        for (int i = 0; i < R; ++i) {
+            T row[A];  // (G^T m)[i, b] = sum_a G[a, i] m[a, b]
+#pragma unroll
+            for (int b = 0; b < A; ++b) {
+                row[b] = T(0);
+#pragma unroll
+                for (int a = 0; a < A; ++a) wg_fma(row[b], Tab::g(a, i), m[a][b]);
+            }
+#pragma unroll
+            for (int j = 0; j < R; ++j) {
+                T v = T(0);
+#pragma unroll
+                for (int b = 0; b < A; ++b) wg_fma(v, Tab::g(b, j), row[b]);
+                dw[((c * R + i) * R + j) * K + k] = v;
+            }
+        }
+    }
+}
+
 template __global__ void winograd_filter_transform<float, 4>(const float*, float*, int, int, int);
 template __global__ void winograd_filter_transform<float, 6>(const float*, float*, int, int, int);
 template __global__ void winograd_filter_transform<double, 4>(const double*, double*, int, int, int);
 template __global__ void winograd_filter_transform<double, 6>(const double*, double*, int, int, int);
 template __global__ void winograd_input_transform<float, 4>(const float*, float*, int, int, int, int, int, int, int,
-                                                            int);
+    int, int);
 template __global__ void winograd_input_transform<float, 6>(const float*, float*, int, int, int, int, int, int, int,
-                                                            int);
-template __global__ void winograd_input_transform<double, 4>(const double*, double*, int, int, int, int, int, int,
-                                                             int, int);
-template __global__ void winograd_input_transform<double, 6>(const double*, double*, int, int, int, int, int, int,
-                                                             int, int);
+    int, int);
+template __global__ void winograd_input_transform<double, 4>(const double*, double*, int, int, int, int, int, int, int,
+    int, int);
+template __global__ void winograd_input_transform<double, 6>(const double*, double*, int, int, int, int, int, int, int,
+    int, int);
 template __global__ void winograd_output_transform<float, 4>(const float*, const float*, float*, int, int, int, int,
-                                                             int, int, int, int);
+    int, int, int, int);
 template __global__ void winograd_output_transform<float, 6>(const float*, const float*, float*, int, int, int, int,
-                                                             int, int, int, int);
-template __global__ void winograd_output_transform<double, 4>(const double*, const double*, double*, int, int, int,
-                                                              int, int, int, int, int);
-template __global__ void winograd_output_transform<double, 6>(const double*, const double*, double*, int, int, int,
-                                                              int, int, int, int, int);
+    int, int, int, int);
+template __global__ void winograd_output_transform<double, 4>(const double*, const double*, double*, int, int, int, int,
+    int, int, int, int);
+template __global__ void winograd_output_transform<double, 6>(const double*, const double*, double*, int, int, int, int,
+    int, int, int, int);
+template __global__ void winograd_dy_transform<float, 4>(const float*, float*, int, int, int, int, int, int, int,
+    int);
+template __global__ void winograd_dy_transform<float, 6>(const float*, float*, int, int, int, int, int, int, int,
+    int);
+template __global__ void winograd_dy_transform<double, 4>(const double*, double*, int, int, int, int, int, int, int,
+    int);
+template __global__ void winograd_dy_transform<double, 6>(const double*, double*, int, int, int, int, int, int, int,
+    int);
+template __global__ void winograd_dw_transform<float, 4>(const float*, float*, int, int, int);
+template __global__ void winograd_dw_transform<float, 6>(const float*, float*, int, int, int);
+template __global__ void winograd_dw_transform<double, 4>(const double*, double*, int, int, int);
+template __global__ void winograd_dw_transform<double, 6>(const double*, double*, int, int, int);

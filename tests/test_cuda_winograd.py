@@ -7,10 +7,15 @@ launch plans, chunking, dispatch rules and argument errors; each transform kerne
 emulator (tests/cuda_host.py) against its NumPy twin (N 1, 3, 8; odd H/W; pad 0/1/2 and negative;
 packed and scalar paths; float and double); and conv_fwd / conv_bwd_data(variant="winograd") end to end
 on the emulator, with CuPy replaced by NumPy-backed stand-ins (several tile chunks included).
-On a GPU (marked ``gpu``), through both launch paths: conv_fwd and conv_bwd_data with
+Backward-filter by duality, F(R x R, 2 x 2): the matrices in fractions, the NumPy algorithm exact in float64
+and within 2e-5 in float32 at conv2-conv5, the split plans, the dy / dw transform kernels and the split
+layout of the input transform on the emulator, the strided-batched cuBLAS call against a pointer-level
+NumPy stand-in, and conv_bwd_filter(variant="winograd") end to end (several splits and chunks).
+On a GPU (marked ``gpu``), through both launch paths: conv_fwd, conv_bwd_data and conv_bwd_filter with
 variant="winograd" over batch 1, 3, 127, 128, 129, odd C/K, pads 0-3, R 3 and 5, shared or no bias,
 misaligned views, float64; NaN-poisoned outputs; ||out - ref|| / ||ref|| <= 1e-4 (float32), 1e-10
-(float64); the dispatcher picks Winograd for AlexNet conv2-conv5 and the direct kernels elsewhere.
+(float64); the dispatcher picks Winograd for AlexNet conv2-conv5 (all three directions) and the direct
+kernels elsewhere.
 """
 from __future__ import annotations
 
@@ -79,7 +84,7 @@ def test_bindings_register_exactly_the_entry_points():
     names = entry_points(KERNEL.read_text())
     text = (ROOT / "bindings" / "winograd.cu").read_text()
     assert sorted(n.replace(" ", "") for n in re.findall(r"PYCONVNET_KERNEL\((.*)\)", text)) == sorted(names)
-    assert len(names) == 12
+    assert len(names) == 20
 
 
 # --- the whole algorithm in NumPy ------------------------------------------------------------------
@@ -212,6 +217,35 @@ def _dev(a, offset=0):
     return out.view(_Dev)
 
 
+def _host_matrix(ptr, dtype, rows, cols, ld):
+    """The column-major rows x cols matrix (leading dimension ld) at host address ptr, as a NumPy view."""
+    import ctypes
+    it = np.dtype(dtype).itemsize
+    n = (cols - 1) * ld + rows
+    buf = np.frombuffer((ctypes.c_char * (n * it)).from_address(ptr), dtype)
+    return np.lib.stride_tricks.as_strided(buf, (rows, cols), (it, ld * it))
+
+
+def _fake_gemm_strided_batched(dtype):
+    """cublas<t>gemmStridedBatched with host pointers, column-major, computed by NumPy (CPU tests)."""
+    it = np.dtype(dtype).itemsize
+
+    def gemm(handle, transa, transb, m, n, k, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC, batch):
+        al = _host_matrix(alpha, dtype, 1, 1, 1)[0, 0]
+        be = _host_matrix(beta, dtype, 1, 1, 1)[0, 0]
+        for b in range(batch):
+            a = _host_matrix(A + b * sA * it, dtype, *((k, m) if transa else (m, k)), lda)
+            bb = _host_matrix(B + b * sB * it, dtype, *((n, k) if transb else (k, n)), ldb)
+            c = _host_matrix(C + b * sC * it, dtype, m, n, ldc)
+            prod = al * ((a.T if transa else a) @ (bb.T if transb else bb))
+            np.copyto(c, prod if be == 0 else prod + be * c)  # beta = 0: C is not read (may hold NaN)
+    return gemm
+
+
+_FAKE_CUBLAS = SimpleNamespace(CUBLAS_OP_N=0, CUBLAS_OP_T=1, sgemmStridedBatched=_fake_gemm_strided_batched(np.float32),
+                               dgemmStridedBatched=_fake_gemm_strided_batched(np.float64))
+
+
 @pytest.fixture(scope="module")
 def host():
     from cuda_host import HostModule
@@ -237,6 +271,7 @@ def emulated(monkeypatch, host):
         host.launch(name, grid, block, tuple(np.asarray(a) if c == "p" else a for c, a in zip(kernel.args, args)),
                     kernel.args, shmem=shmem)
     monkeypatch.setattr(wg, "launch", launch)
+    monkeypatch.setattr(wg, "_blas", lambda: (_FAKE_CUBLAS, 0))
     return calls
 
 
@@ -280,7 +315,7 @@ def test_input_transform_kernel_on_the_host(host, case, dtype):
         xa = np.asarray(_dev(x, offset))
         v = np.asarray(_dev(np.full((A * A, CI, TC * N), np.nan, dtype)))
         p = wg.input_plan(CI, TC, N, R, x.itemsize, offset == 0, SMALL)
-        host.launch(p.name(dtype), p.grid, p.block, (xa, v, CI, H, W, N, pad, TW, t0, TC), "pp" + "i" * 8)
+        host.launch(p.name(dtype), p.grid, p.block, (xa, v, CI, H, W, N, pad, TW, t0, TC, TC), "pp" + "i" * 9)
         check_close(v, want, tol, f"input {case} offset {offset}")
 
 
@@ -387,6 +422,244 @@ def test_import_does_not_import_cupy():
     assert out.strip() == "False"
 
 
+# --- backward-filter: F(R x R, 2 x 2) by duality --------------------------------------------------------
+
+@pytest.mark.parametrize("R", [3, 5])
+def test_bwd_filter_duality_exact(R):
+    """dw_k = sum_i e_i d_{i+k} (k < R, i < 2) is G^T [(A e) * (B^T d)] with the forward's matrices."""
+    at, g, bt = wg.matrices(R)
+    A = R + 1
+    rng = np.random.default_rng(10 + R)
+    for _ in range(20):
+        d = [Fraction(int(v)) for v in rng.integers(-50, 50, A)]
+        e = [Fraction(int(v), int(q)) for v, q in zip(rng.integers(-50, 50, 2), rng.integers(1, 9, 2))]
+        ae = [sum(at[i][a] * e[i] for i in range(2)) for a in range(A)]
+        bd = [sum(bt[a][j] * d[j] for j in range(A)) for a in range(A)]
+        dw = [sum(g[a][k] * ae[a] * bd[a] for a in range(A)) for k in range(R)]
+        assert dw == [sum(e[i] * d[i + k] for i in range(2)) for k in range(R)]
+    atf, gf, btf = wg.float_matrices(R)
+    for _ in range(10):  # 2-D in float64: G^T [(A e A^T) * (B^T d B)] G
+        d, e = rng.standard_normal((A, A)), rng.standard_normal((2, 2))
+        dw = gf.T @ ((atf.T @ e @ atf) * (btf @ d @ btf.T)) @ gf
+        want = np.array([[np.sum(e * d[i:i + 2, j:j + 2]) for j in range(R)] for i in range(R)])
+        np.testing.assert_allclose(dw, want, rtol=0, atol=1e-12 * np.abs(d).max() * np.abs(e).max() * 4)
+
+
+@pytest.mark.parametrize("R", [3, 5])
+@pytest.mark.parametrize("pad", [0, 1, 2, 3])
+def test_numpy_bwd_filter_float64_exact(R, pad):
+    rng = np.random.default_rng(11 + pad)
+    for H, W, N in ((7, 9, 2), (6, 6, 1), (5, 8, 3), (R - 2 * pad if R > 2 * pad else 1, 4, 2)):
+        if H + 2 * pad < R or W + 2 * pad < R:
+            continue
+        C, K = 3, 5
+        x = _rand(rng, (C, H, W, N))
+        OH, OW = ref.conv_out_size(H, R, pad, 1), ref.conv_out_size(W, R, pad, 1)
+        dy = _rand(rng, (K, OH, OW, N))
+        want = ref.conv_bwd_filter(dy, x, R, padding=pad)
+        TH, TW = wg.tiles(OH, OW)
+        for TS in (None, 1, 2, 3):
+            check_close(wg.bwd_filter_np(dy, x, R, pad, TS), want, 1e-12, f"R{R} p{pad} {H}x{W} TS{TS}")
+
+
+@pytest.mark.parametrize("layer", list(ALEXNET))
+def test_numpy_float32_bwd_filter_at_alexnet(layer):
+    """Measured at N = 128 (x, dy ~ N(0, 1), reduction over 6272 / 25088 terms): conv2 5.0e-6,
+    conv3-conv5 6.5e-7 (direct float32 3-4e-7); here N = 2, and x >= 0 (post-ReLU) once."""
+    C, H, K, R, pad = ALEXNET[layer]
+    rng = np.random.default_rng(12)
+    N = 2
+    OH = ref.conv_out_size(H, R, pad, 1)
+    TS = wg.split_tiles(wg.tiles(OH, OH)[0] ** 2, 128, C, K, R, 4, LIM)
+    for relu in (False, True):
+        x = _rand(rng, (C, H, H, N))
+        x = np.maximum(x, 0) if relu else x
+        dy = _rand(rng, (K, OH, OH, N))
+        got = wg.bwd_filter_np(dy.astype(np.float32), x.astype(np.float32), R, pad, TS)
+        check_close(got.astype(np.float64), ref.conv_bwd_filter(dy, x, R, padding=pad), 2e-5,
+                    f"{layer} bwd_filter relu={relu}")
+
+
+def test_bwd_filter_plans():
+    names = set(entry_points(KERNEL.read_text()))
+    for R in (3, 5):
+        for dt in (np.float32, np.float64):
+            it = np.dtype(dt).itemsize
+            d = wg.dy_plan(192, 49, 128, R, it, True, LIM)
+            assert d.name(dt) in names and d.block == 256
+            assert d.grid == min(-(-192 * 49 * (128 // wg.output_lanes(it)) // 256), 132 * 32)
+            assert wg.dy_plan(3, 5, 7, R, it, True, LIM).grid == 1
+            w = wg.dw_plan(64, 192, R, LIM)
+            assert w.name(dt) in names and w.block == 256 and w.grid == 64 * 192 // 256
+    # AlexNet at batch 128 on 132 SMs: (S, TS), one chunk each, under the workspace budget
+    want = {"conv2": (11, 18), "conv3": (5, 10), "conv4": (5, 10), "conv5": (4, 13)}
+    for name, (C, H, K, R, pad) in ALEXNET.items():
+        OH = H + 2 * pad - R + 1
+        T = wg.tiles(OH, OH)[0] ** 2
+        TS = wg.split_tiles(T, 128, C, K, R, 4, LIM)
+        S = -(-T // TS)
+        assert (S, TS) == want[name], name
+        assert wg.splits_per_chunk(S, TS, 128, C, K, R) == S
+        assert (R + 1) ** 2 * S * ((C + K) * TS * 128 + C * K) * 4 <= wg.WORKSPACE_BYTES
+    assert wg.split_tiles(1, 1, 1, 1, 3, 4, LIM) == 1
+    # a huge layer: one split's V and D fit the budget; chunks are balanced
+    TS = wg.split_tiles(112 * 112, 128, 64, 64, 3, 4, LIM)
+    assert 16 * 128 * TS * 128 * 4 <= wg.WORKSPACE_BYTES
+    S = -(-112 * 112 // TS)
+    P = wg.splits_per_chunk(S, TS, 128, 64, 64, 3)
+    assert P < S and 16 * P * (128 * TS * 128 + 64 * 64) * 4 <= wg.WORKSPACE_BYTES
+    n = -(-S // P)
+    assert (n - 1) * P < S <= n * P
+    assert wg.splits_per_chunk(7, 3, 4, 3, 3, 3, budget=1) == 1
+    assert wg.splits_per_chunk(7, 3, 4, 3, 3, 3, budget=16 * (6 * 3 * 4 + 9) * 4 * 3) == 3  # 3, 3, 1 -> 3
+
+
+def test_bwd_filter_expected_time_model():
+    t = wg.expected_bwd_filter_ms(192, 384, 13, 13, 128, 3, 1)
+    assert (t["splits"], t["tiles_per_split"]) == (5, 10)
+    assert t["flops"] == 2.0 * 16 * 192 * 384 * 50 * 128
+    assert t["total_ms"] == pytest.approx(t["gemm_ms"] + t["mem_ms"])
+
+
+# (CI, H, W, N, R, pad, t0, TC, TS): the split layout, tiles past the end included
+SPLIT_CASES = [
+    (3, 5, 7, 3, 3, 1, 0, 12, 4), (2, 7, 6, 8, 3, 0, 0, 9, 3), (2, 6, 7, 1, 5, 2, 2, 10, 5),
+    (3, 9, 7, 8, 5, 2, 4, 12, 2), (2, 5, 5, 4, 3, 2, 5, 8, 1),
+]
+
+
+@pytest.mark.parametrize("case", SPLIT_CASES, ids=lambda c: "C{}H{}W{}N{}R{}p{}t{}+{}/{}".format(*c))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_split_transforms_on_the_host(host, case, dtype):
+    """winograd_input_transform and winograd_dy_transform in the split layout against their NumPy twins."""
+    CI, H, W, N, R, pad, t0, TC, TS = case
+    A = R + 1
+    OH, OW = H + 2 * pad - R + 1, W + 2 * pad - R + 1
+    TH, TW = wg.tiles(OH, OW)
+    rng = np.random.default_rng(13)
+    x = _rand(rng, (CI, H, W, N), dtype)
+    dy = _rand(rng, (CI + 1, OH, OW, N), dtype)
+    want_v = wg.input_transform_np(x, R, pad, OH, OW, t0, TC, TS)
+    want_d = wg.dy_transform_np(dy, R, t0, TC, TS)
+    assert want_v.shape == (TC // TS * A * A, CI, TS * N) and want_d.shape == (TC // TS * A * A, CI + 1, TS * N)
+    if t0 + TC > TH * TW:  # tiles past the end: zeros in D
+        last = (t0 + TC - TH * TW)
+        tail = want_d.reshape(TC // TS, A * A, CI + 1, TS, N)[-1, :, :, TS - min(last, TS):]
+        assert not tail.any()
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    for offset in (0, 1):
+        xa, dya = np.asarray(_dev(x, offset)), np.asarray(_dev(dy, offset))
+        v = np.asarray(_dev(np.full(want_v.shape, np.nan, dtype)))
+        d = np.asarray(_dev(np.full(want_d.shape, np.nan, dtype)))
+        p = wg.input_plan(CI, TC, N, R, x.itemsize, offset == 0, SMALL)
+        host.launch(p.name(dtype), p.grid, p.block, (xa, v, CI, H, W, N, pad, TW, t0, TC, TS), "pp" + "i" * 9)
+        check_close(v, want_v, tol, f"input split {case} offset {offset}")
+        p = wg.dy_plan(CI + 1, TC, N, R, x.itemsize, offset == 0, SMALL)
+        host.launch(p.name(dtype), p.grid, p.block, (dya, d, CI + 1, OH, OW, N, TW, t0, TC, TS), "pp" + "i" * 8)
+        check_close(d, want_d, tol, f"dy {case} offset {offset}")
+
+
+@pytest.mark.parametrize("R", [3, 5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_dw_transform_kernel_on_the_host(host, R, dtype):
+    rng = np.random.default_rng(14)
+    A = R + 1
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    for C, K, S in ((1, 1, 1), (3, 5, 3), (17, 33, 2)):
+        mb = _rand(rng, (S * A * A, C, K), dtype)
+        for offset in (0, 1):
+            dw = np.asarray(_dev(np.full((C, R, R, K), np.nan, dtype), offset))
+            p = wg.dw_plan(C, K, R, SMALL)
+            host.launch(p.name(dtype), p.grid, p.block, (np.asarray(_dev(mb)), dw, C, K, S), "ppiii")
+            check_close(dw, wg.dw_transform_np(mb, R), tol, f"dw R{R} C{C} K{K} S{S}")
+
+
+def test_gemm_nt_call(emulated):
+    """The cuBLAS arguments of gemm_nt (through the pointer-level stand-in): MB[b] = V[b] D[b]^T + beta MB[b]."""
+    rng = np.random.default_rng(15)
+    for dt in (np.float32, np.float64):
+        B, C, K, depth = 3, 5, 7, 11
+        v, d = _rand(rng, (B, C, depth), dt), _rand(rng, (B, K, depth), dt)
+        mb = _dev(np.full((B, C, K), np.nan, dt))
+        wg.gemm_nt(_dev(v).ravel(), _dev(d).ravel(), mb.reshape(-1), B, C, K, depth, 0.0)
+        want = np.matmul(v, d.transpose(0, 2, 1))
+        check_close(np.asarray(mb), want, 1e-6, f"gemm_nt beta 0 {dt}")
+        wg.gemm_nt(_dev(v).ravel(), _dev(d).ravel(), mb.reshape(-1), B - 1, C, K, depth, 1.0)
+        want[:B - 1] *= 2
+        check_close(np.asarray(mb), want, 1e-6, f"gemm_nt beta 1 {dt}")
+
+
+# (C, H, W, N, K, R, pad, TS) end to end through conv_bwd_filter on the emulator
+BWF_CASES = [
+    (3, 5, 6, 3, 4, 3, 1, None), (4, 7, 7, 8, 3, 3, 0, 2), (2, 6, 5, 4, 5, 5, 2, None),
+    (3, 5, 5, 1, 2, 5, 3, 3), (2, 6, 6, 2, 3, 3, 3, 4), (2, 3, 4, 5, 3, 3, 1, 1),
+]
+
+
+@pytest.mark.parametrize("case", BWF_CASES, ids=lambda c: "C{}H{}W{}N{}K{}R{}p{}TS{}".format(*c))
+def test_conv_bwd_filter_winograd_end_to_end_on_the_host(emulated, case):
+    C, H, W, N, K, R, pad, TS = case
+    rng = np.random.default_rng(16)
+    x = _rand(rng, (C, H, W, N))
+    OH, OW = ref.conv_out_size(H, R, pad, 1), ref.conv_out_size(W, R, pad, 1)
+    dy = _rand(rng, (K, OH, OW, N))
+    want = ref.conv_bwd_filter(dy, x, R, padding=pad)
+    for dt, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+        for offset in (0, 1):
+            emulated.clear()
+            dw = dconv.conv_bwd_filter(_dev(dy.astype(dt), offset), _dev(x.astype(dt), offset), R, padding=pad,
+                                       variant="winograd", chunk=TS,
+                                       out=_dev(np.full((C, R, R, K), np.nan, dt), offset))
+            check_close(np.asarray(dw), want.astype(dt), tol, f"bwd_filter {case} {np.dtype(dt)} offset {offset}")
+            names = [c[0] for c in emulated]
+            T = "float" if dt == np.float32 else "double"
+            assert names == [f"winograd_{k}_transform<{T},{R + 1}>" for k in ("input", "dy", "dw")]
+
+
+def test_conv_bwd_filter_winograd_in_chunks_on_the_host(emulated, monkeypatch):
+    """Several chunks of splits: the GEMM accumulates (beta 1) into the partial sums after the first."""
+    rng = np.random.default_rng(17)
+    C, H, N, K, R, pad = 3, 9, 4, 5, 3, 1  # 25 tiles
+    x, dy = _rand(rng, (C, H, H, N)), _rand(rng, (K, H, H, N))
+    TS = 3  # 9 splits of 3 tiles (27 >= 25: the last split has 2 tiles past the end)
+    per_split = 16 * ((C + K) * TS * N + C * K) * 8
+    monkeypatch.setattr(wg, "WORKSPACE_BYTES", per_split * 4)  # 4 splits per chunk: 4, 4, 1 -> balanced 3, 3, 3
+    dw = dconv.conv_bwd_filter(_dev(dy), _dev(x), R, padding=pad, variant="winograd", chunk=TS)
+    check_close(np.asarray(dw), ref.conv_bwd_filter(dy, x, R, padding=pad), 1e-12, "chunked bwd_filter")
+    inputs = [c for c in emulated if c[0].startswith("winograd_input")]
+    assert [(c[3][6], c[3][7], c[3][8]) for c in inputs] == [(0, 9, 3), (9, 9, 3), (18, 9, 3)]  # (t0, TC, TS)
+    assert [c[3][2] for c in emulated if c[0].startswith("winograd_dw")] == [3]  # S = P = 3 partial sums
+
+
+def test_conv_bwd_filter_dispatch_on_the_host(emulated, monkeypatch):
+    """variant=None: Winograd for a float32 stride-1 3x3 layer with C, K >= 64, not inside a graph capture."""
+    monkeypatch.delenv("CUPY_TF32", raising=False)
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
+    rng = np.random.default_rng(18)
+    C, K, H, N = 64, 65, 2, 1
+    x, dy = _rand(rng, (C, H, H, N), np.float32), _rand(rng, (K, H, H, N), np.float32)
+    dw = dconv.conv_bwd_filter(_dev(dy), _dev(x), 3, padding=1)
+    check_close(np.asarray(dw), ref.conv_bwd_filter(dy, x, 3, padding=1), 1e-5, "auto bwd_filter")
+    assert [c[0] for c in emulated] == [f"winograd_{k}_transform<float,4>" for k in ("input", "dy", "dw")]
+    from pyconvnet.cuda import graph
+    monkeypatch.setattr(graph, "cublas_allowed", lambda: False)
+    assert not dconv._use_winograd("conv_bwd_filter", None, np.float32, 3, 1, 1, 64, 65)
+    assert dconv._use_winograd("conv_bwd_filter", "winograd", np.float32, 3, 1, 1, 64, 65)
+
+
+def test_conv_bwd_filter_forced_variant_errors(emulated):
+    x, dy = _dev(np.zeros((4, 6, 6, 2))), _dev(np.zeros((4, 6, 6, 2)))
+    with pytest.raises(ValueError, match="conv_bwd_filter: variant 'winograd' does not apply .*stride 2"):
+        dconv.conv_bwd_filter(_dev(np.zeros((4, 4, 4, 2))), x, 3, padding=1, stride=2, variant="winograd")
+    with pytest.raises(ValueError, match="conv_bwd_filter: variant 'winograd' does not apply .*groups 2"):
+        dconv.conv_bwd_filter(dy, x, 3, padding=1, groups=2, variant="winograd")
+    with pytest.raises(ValueError, match="conv_bwd_filter: variant 'winograd' does not apply .*filter size 1"):
+        dconv.conv_bwd_filter(dy, x, 1, variant="winograd")
+    assert emulated == []
+    with pytest.raises(ValueError, match="conv_bwd_filter: x must be a CuPy array"):
+        dconv.conv_bwd_filter(dy, np.zeros((4, 6, 6, 2)), 3, padding=1, variant="winograd")
+
+
 # --- on the GPU --------------------------------------------------------------------------------------
 
 # (C, H, W, K, R, pad) for the GPU grid: odd C/K, pads 0..3 (3 > R - 1 for R = 3), odd sizes, R 3 and 5
@@ -407,6 +680,9 @@ def _gpu_check(cp, C, H, W, N, K, R, pad, dtype, rng, bias, what, auto=False):
     dx = dconv.conv_bwd_data(cp.asarray(dy), cp.asarray(w), (H, W), padding=pad, out=poisoned((C, H, W, N), dtype),
                              variant=v)
     check_close(dx.get(), ref.conv_bwd_data(dy, w, (H, W), padding=pad), tol, f"{what} bwd_data")
+    dw = dconv.conv_bwd_filter(cp.asarray(dy), cp.asarray(x), R, padding=pad, out=poisoned((C, R, R, K), dtype),
+                               variant=v)
+    check_close(dw.get(), ref.conv_bwd_filter(dy, x, R, padding=pad), tol, f"{what} bwd_filter")
 
 
 @pytest.mark.gpu
@@ -432,14 +708,15 @@ def test_winograd_alexnet_layers_and_dispatch(path, monkeypatch):
     monkeypatch.delenv("CUPY_TF32", raising=False)
     monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
     calls = []
-    real = wg.run
+    real, real_bwf = wg.run, wg.run_bwd_filter
     monkeypatch.setattr(wg, "run", lambda *a, **k: calls.append(k["bwd"]) or real(*a, **k))
+    monkeypatch.setattr(wg, "run_bwd_filter", lambda *a, **k: calls.append("bwd_filter") or real_bwf(*a, **k))
     rng = np.random.default_rng(21)
     with use_path(path):
         for name, (C, H, K, R, pad) in ALEXNET.items():
             calls.clear()
             _gpu_check(cp, C, H, H, 8, K, R, pad, np.float32, rng, True, f"{path} alexnet {name}", auto=True)
-            assert calls == [False, True], f"{name}: the dispatcher did not pick Winograd ({calls})"
+            assert calls == [False, True, "bwd_filter"], f"{name}: the dispatcher did not pick Winograd ({calls})"
         calls.clear()  # the direct kernels elsewhere: conv1 (stride 4), few channels, float64
         _gpu_check(cp, 3, 13, 13, 4, 16, 3, 1, np.float32, rng, True, f"{path} C3", auto=True)
         _gpu_check(cp, 32, 9, 9, 4, 32, 3, 1, np.float64, rng, True, f"{path} f64", auto=True)
@@ -466,3 +743,37 @@ def test_winograd_misaligned_and_large_batch(path):
         check_close(dx.get(), ref.conv_bwd_data(dy, w, (H, H), padding=pad), 1e-4, f"{path} bwd_data new out")
         with pytest.raises(ValueError, match="conv_fwd: variant 'winograd' does not apply .*stride 2"):
             dconv.conv_fwd(gx, cp.asarray(w), stride=2, variant="winograd")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("path", PATHS)
+def test_winograd_bwd_filter_splits_chunks_misaligned(path, monkeypatch):
+    """Backward-filter with forced tiles per split, several chunks (cuBLAS beta = 1), misaligned views."""
+    import cupy as cp
+
+    rng = np.random.default_rng(23)
+    with use_path(path):
+        for C, H, K, R, pad, N in ((65, 11, 67, 3, 1, 129), (64, 10, 72, 5, 2, 128), (70, 7, 66, 3, 0, 3)):
+            x = _rand(rng, (C, H, H, N), np.float32)
+            OH = ref.conv_out_size(H, R, pad, 1)
+            dy = _rand(rng, (K, OH, OH, N), np.float32)
+            want = ref.conv_bwd_filter(dy, x, R, padding=pad)
+            T = wg.tiles(OH, OH)[0] ** 2
+            for TS in (None, 1, 4, T):
+                dw = dconv.conv_bwd_filter(cp.asarray(dy), cp.asarray(x), R, padding=pad, chunk=TS,
+                                           out=poisoned((C, R, R, K), np.float32), variant="winograd")
+                check_close(dw.get(), want, 1e-4, f"{path} C{C} K{K} R{R} N{N} TS{TS}")
+            AA = (R + 1) ** 2
+            with monkeypatch.context() as m:  # two splits per chunk
+                m.setattr(wg, "WORKSPACE_BYTES", 2 * AA * ((C + K) * 2 * N + C * K) * 4)
+                dw = dconv.conv_bwd_filter(cp.asarray(dy), cp.asarray(x), R, padding=pad, chunk=2,
+                                           out=poisoned((C, R, R, K), np.float32), variant="winograd")
+                check_close(dw.get(), want, 1e-4, f"{path} chunked C{C} K{K} R{R} N{N}")
+            xb, yb = cp.empty(x.size + 1, cp.float32), cp.empty(dy.size + 1, cp.float32)
+            gx, gy = xb[1:].reshape(x.shape), yb[1:].reshape(dy.shape)  # 4 bytes past aligned: scalar paths
+            gx[...], gy[...] = cp.asarray(x), cp.asarray(dy)
+            ob = cp.full(C * R * R * K + 1, cp.nan, cp.float32)
+            dw = dconv.conv_bwd_filter(gy, gx, R, padding=pad, out=ob[1:].reshape(C, R, R, K), variant="winograd")
+            check_close(dw.get(), want, 1e-4, f"{path} misaligned C{C} K{K} R{R} N{N}")
+        with pytest.raises(ValueError, match="conv_bwd_filter: variant 'winograd' does not apply .*groups 2"):
+            dconv.conv_bwd_filter(cp.asarray(dy), cp.asarray(x), R, padding=pad, groups=2, variant="winograd")

@@ -6,10 +6,10 @@ sizes, groups and bias semantics are documented there), on C-contiguous float32/
 with one extra keyword ``out``: a C-contiguous CuPy array of the result's shape and dtype to write into
 (it must not overlap the inputs); by default a new array is returned. ``variant`` (and ``chunk`` for
 backward-filter) force a kernel variant, for tests and benchmarks: (mode, (BM, BN)) or ("smallc", None),
-whose conditions (`MODES`) the caller must respect, or ``"winograd"`` for conv_fwd / conv_bwd_data
+whose conditions (`MODES`) the caller must respect, or ``"winograd"`` for any of the three
 (`pyconvnet.cuda.ops.winograd`: stride 1, groups 1, R 3 or 5, no or shared bias; float32 or float64).
-With ``variant=None`` those two take the Winograd path when ``winograd.pays`` (float32, C and K >= 64,
-no TF32 risk), else the direct kernels. ``conv_bwd_filter`` also takes
+With ``variant=None`` they take the Winograd path when ``winograd.pays`` (float32, C and K >= 64,
+no TF32 risk, outside CUDA-graph captures), else the direct kernels. ``conv_bwd_filter`` also takes
 ``workspace``: a flat C-contiguous CuPy array of dw's dtype for the split-reduction partial sums, of at
 least ``plan.workspace`` elements (see `bwd_filter_plan`); by default it comes from CuPy's memory pool.
 
@@ -302,8 +302,9 @@ def _launch(plan: Plan, dtype, *args) -> None:
 
 
 def _use_winograd(op: str, variant, dtype, R, stride, groups, C, K, bias_ok=True) -> bool:
-    """Whether conv_fwd / conv_bwd_data take the Winograd path: forced by ``variant="winograd"`` (an
-    error when it does not apply), else chosen by ``winograd.pays`` when no variant is forced."""
+    """Whether conv_fwd / conv_bwd_data / conv_bwd_filter take the Winograd path: forced by
+    ``variant="winograd"`` (an error when it does not apply), else chosen by ``winograd.pays`` when no
+    variant is forced and cuBLAS may be called (not inside a CUDA-graph capture)."""
     if isinstance(variant, str) and variant == "winograd":
         why = winograd.applicable(R, stride, groups, bias_ok)
         if why:
@@ -354,7 +355,11 @@ def conv_bwd_data(dy, w, img_size, *, padding=0, stride=1, groups=1, out=None, v
 def conv_bwd_filter(dy, x, filter_size, *, padding=0, stride=1, groups=1, out=None, workspace=None,
                     variant=None, chunk=None):
     """Convolution backward w.r.t. the filters (weightActs): dw (C/groups, R, R, K) from dy (K, OH, OW, N)
-    and x (C, H, W, N), R = filter_size. Deterministic: fixed-order split sums, no atomics."""
+    and x (C, H, W, N), R = filter_size. Deterministic: fixed-order split sums, no atomics.
+
+    Takes the Winograd path (`winograd.run_bwd_filter`, F(R x R, 2 x 2)) under conv_fwd's rule; there
+    ``workspace`` is checked but not used (the transforms' buffers come from CuPy's memory pool) and
+    ``chunk``, if given, is the number of output tiles per reduction split."""
     op = "conv_bwd_filter"
     padding, stride, groups, R, (C, H, W, N), K, OH, OW = ref.check_bwd_filter(
         op, dy, x, filter_size, padding, stride, groups, arrays=lambda: _devices(op, dy=dy, x=x))
@@ -367,6 +372,8 @@ def conv_bwd_filter(dy, x, filter_size, *, padding=0, stride=1, groups=1, out=No
     arrays = (x, dy, dw) if workspace is None else (x, dy, dw, workspace)
     p = Problem(C, H, W, N, K, R, OH, OW, padding, stride, groups, x.itemsize, _aligned(*arrays))
     _check_sizes(op, p)
+    if _use_winograd(op, variant, x.dtype, R, stride, groups, C, K):
+        return winograd.run_bwd_filter(dy, x, dw, padding, TS=chunk)
     plan = bwd_filter_plan(p, variant=variant, chunk=chunk)
     dst = dw
     if plan.splits > 1:

@@ -1,8 +1,10 @@
-"""Winograd convolution F(2x2, 3x3) and F(2x2, 5x5) for stride 1, groups 1 (kernels/winograd.cu + cuBLAS).
+"""Winograd convolution F(2x2, 3x3) and F(2x2, 5x5) for stride 1, groups 1 (kernels/winograd.cu + cuBLAS),
+and its dual F(3x3, 2x2) / F(5x5, 2x2) for the filter gradient.
 
-Reached through ``pyconvnet.cuda.ops.conv``: ``conv_fwd`` and ``conv_bwd_data`` take this path for
-float32, stride 1, groups 1, R in (3, 5), no or shared bias, when `pays` says so, or when called with
-``variant="winograd"`` (which also accepts float64, for exact checks). Semantics are the reference's
+Reached through ``pyconvnet.cuda.ops.conv``: ``conv_fwd``, ``conv_bwd_data`` and ``conv_bwd_filter`` take
+this path for float32, stride 1, groups 1, R in (3, 5), no or shared bias, when `pays` says so (and
+cuBLAS may be called: not inside a CUDA-graph capture), or when called with ``variant="winograd"``
+(which also accepts float64, for exact checks). Semantics are the reference's
 (``pyconvnet.ops.conv``); backward-data is the forward correlation of dy, padded by R - 1 - padding,
 with the filters flipped in both taps and C <-> K swapped, so the output is exactly H x W.
 
@@ -13,6 +15,21 @@ Algorithm (A = alpha = R + 1, tiles of 2 x 2 outputs, T = ceil(OH/2) * ceil(OW/2
   y    = A^T m A (+ bias)          (KO, OH, OW, N)  winograd_output_transform, in-range outputs only
 The tiles are processed in chunks so that V and M together stay under ``WORKSPACE_BYTES`` (all of
 AlexNet's layers at batch 128 take one chunk). U, V and M come from CuPy's memory pool.
+
+Backward-filter (`run_bwd_filter`), by duality: for a 2 x 2 output tile, dw_tile = G^T [(A e A^T) *
+(B^T d B)] G with the forward's matrices (e the tile's dy block, zero past OH/OW; d its A x A input patch),
+summed over tiles and images in the transformed domain:
+  V[s, a] = B^T d B                (S*A*A, C, TS*N) winograd_input_transform (split layout)
+  D[s, a] = A e A^T                (S*A*A, K, TS*N) winograd_dy_transform
+  MB[s, a] = V[s, a] @ D[s, a]^T   (S*A*A, C, K)    one strided-batched cuBLAS GEMM (`gemm_nt`)
+  dw = G^T (sum_s MB[s]) G         (C, R, R, K)     winograd_dw_transform (fixed order: deterministic)
+The reduction over the tiles is split into S parts of TS tiles (`split_tiles`: a GEMM of only C x K
+outputs per a needs more batch entries to fill the device); when V and D of all splits exceed
+``WORKSPACE_BYTES`` the splits go in chunks whose GEMMs accumulate into MB (beta = 1). conv_bwd_filter's
+``workspace`` is not used on this path (buffers from CuPy's memory pool); its ``chunk`` forces TS.
+Measured float32 error (NumPy float32 emulation, x and dy ~ N(0, 1), batch 128, against a float64
+direct reference; direct float32 3-4e-7): AlexNet conv3/conv4/conv5 6.5e-7 (reduction over 6272 terms),
+conv2 (5x5) 5.0e-6 (25088 terms).
 
 Transform matrices: Toom-Cook from exact fractions (`matrices`) with interpolation points 0, +-1, inf
 (R = 3; Lavin and Gray's F(2x2, 3x3)) and 0, +-1, +-2, inf (R = 5; +-1/2 measured slightly worse), the
@@ -41,8 +58,10 @@ from ..launch import DeviceLimits, Kernel, device_limits, grid_stride_config, la
 
 POINTS = {3: (0, 1, -1), 5: (0, 1, -1, 2, -2)}  # finite interpolation points; infinity is the last
 FILTER = Kernel("winograd", "winograd_filter_transform", "ppiii", template="{T}, {alpha}")
-INPUT = Kernel("winograd", "winograd_input_transform", "pp" + "i" * 8, template="{T}, {alpha}")
+INPUT = Kernel("winograd", "winograd_input_transform", "pp" + "i" * 9, template="{T}, {alpha}")
 OUTPUT = Kernel("winograd", "winograd_output_transform", "ppp" + "i" * 8, template="{T}, {alpha}")
+DY = Kernel("winograd", "winograd_dy_transform", "pp" + "i" * 8, template="{T}, {alpha}")
+DW = Kernel("winograd", "winograd_dw_transform", "ppiii", template="{T}, {alpha}")
 WORKSPACE_BYTES = 1 << 30  # V + M of one chunk of tiles
 MIN_CHANNELS = 64  # `pays`: from this many channels and filters on (smaller GEMMs are memory-bound)
 _TABLES = {}
@@ -146,22 +165,34 @@ def filter_transform_np(w, bwd: bool = False):
     return np.ascontiguousarray(u.transpose(0, 2, 1) if bwd else u)
 
 
-def input_transform_np(x, R: int, pad: int, OH: int, OW: int, t0: int = 0, TC: int | None = None):
-    """V (A*A, CI, TC*N) from x (CI, H, W, N) for tiles [t0, t0 + TC) (all by default)."""
+def input_transform_np(x, R: int, pad: int, OH: int, OW: int, t0: int = 0, TC: int | None = None,
+                       TS: int | None = None):
+    """V from x (CI, H, W, N) for tiles [t0, t0 + TC) (all by default): (A*A, CI, TC*N), or with ``TS``
+    (tiles per split, TC a multiple of it) the split layout (TC/TS * A*A, CI, TS*N) of the kernel.
+    Tiles past the last one (t >= TH*TW) read the patch formula too, as the kernel does."""
     CI, H, W, N = x.shape
     A = R + 1
     TH, TW = tiles(OH, OW)
     TC = TH * TW - t0 if TC is None else TC
     bt = float_matrices(R, x.dtype)[2]
+    rows = max(TH, (t0 + TC - 1) // TW + 1)
     lo = max(pad, 0)
-    hi_y, hi_x = max(0, 2 * TH + A - pad - H), max(0, 2 * TW + A - pad - W)
+    hi_y, hi_x = max(0, 2 * rows + A - pad - H), max(0, 2 * TW + A - pad - W)
     xp = np.pad(x, ((0, 0), (lo, hi_y), (lo, hi_x), (0, 0)))[:, lo - pad:, lo - pad:]  # xp[:, i] = x[:, i - pad]
     t = np.arange(t0, t0 + TC)
     iy = 2 * (t // TW)[:, None] + np.arange(A)  # (TC, A)
     ix = 2 * (t % TW)[:, None] + np.arange(A)
     d = xp[:, iy[:, :, None], ix[:, None, :], :]  # (CI, TC, A, A, N)
     v = np.einsum("ai,ctijn,bj->abctn", bt, d, bt)
-    return np.ascontiguousarray(v.reshape(A * A, CI, TC * N))
+    return _split_layout(v.reshape(A * A, CI, TC, N), TC if TS is None else TS)
+
+
+def _split_layout(v, TS: int):
+    """(A*A, rows, TC, N) -> (TC/TS * A*A, rows, TS*N): split s of TS tiles after split s - 1."""
+    AA, rows, TC, N = v.shape
+    S = TC // TS
+    v = v.reshape(AA, rows, S, TS * N).transpose(2, 0, 1, 3)
+    return np.ascontiguousarray(v.reshape(S * AA, rows, TS * N))
 
 
 def output_transform_np(m, R: int, OH: int, OW: int, N: int, bias=None, t0: int = 0, y=None):
@@ -191,6 +222,50 @@ def conv_np(src, w, pad: int, OH: int, OW: int, bias=None, bwd: bool = False):
     u = filter_transform_np(w, bwd)
     v = input_transform_np(src, R, pad, OH, OW)
     return output_transform_np(np.matmul(u, v), R, OH, OW, N, bias)
+
+
+def dy_transform_np(dy, R: int, t0: int = 0, TC: int | None = None, TS: int | None = None):
+    """D (TC/TS * A*A, K, TS*N) from dy (K, OH, OW, N) for tiles [t0, t0 + TC) in splits of TS tiles
+    (default: all tiles, one split): D[s, a] = A dy_t A^T, dy_t the tile's 2 x 2 block (zero past
+    OH/OW, so tiles t >= TH*TW give zeros)."""
+    K, OH, OW, N = dy.shape
+    A = R + 1
+    TH, TW = tiles(OH, OW)
+    TC = TH * TW - t0 if TC is None else TC
+    at = float_matrices(R, dy.dtype)[0]  # A^T (2, A)
+    t = np.arange(t0, t0 + TC)
+    rows = max(TH, (t0 + TC - 1) // TW + 1)
+    dp = np.zeros((K, 2 * rows, 2 * TW, N), dy.dtype)
+    dp[:, :OH, :OW] = dy
+    oy = 2 * (t // TW)[:, None] + np.arange(2)  # (TC, 2)
+    ox = 2 * (t % TW)[:, None] + np.arange(2)
+    d = dp[:, oy[:, :, None], ox[:, None, :], :]  # (K, TC, 2, 2, N)
+    v = np.einsum("pa,ktpqn,qb->abktn", at, d, at)
+    return _split_layout(v.reshape(A * A, K, TC, N), TC if TS is None else TS)
+
+
+def dw_transform_np(mb, R: int):
+    """dw (C, R, R, K) from MB (S * A*A, C, K): G^T (sum over s of MB[s, :, c, k]) G, in MB's dtype."""
+    A = R + 1
+    g = float_matrices(R, mb.dtype)[1]  # G (A, R)
+    S, C, K = mb.shape[0] // (A * A), mb.shape[1], mb.shape[2]
+    m = mb.reshape(S, A, A, C, K)
+    acc = m[0].copy()
+    for s in range(1, S):
+        acc += m[s]
+    return np.ascontiguousarray(np.einsum("ai,abck,bj->cijk", g, acc, g))
+
+
+def bwd_filter_np(dy, x, R: int, pad: int, TS: int | None = None):
+    """The backward-filter algorithm in NumPy, in the inputs' dtype: dw (C, R, R, K) from dy (K, OH, OW, N)
+    and x (C, H, W, N), tiles in splits of ``TS`` (default: one split)."""
+    OH, OW = dy.shape[1], dy.shape[2]
+    TH, TW = tiles(OH, OW)
+    TS = TH * TW if TS is None else TS
+    TC = -(-TH * TW // TS) * TS
+    v = input_transform_np(x, R, pad, OH, OW, 0, TC, TS)
+    d = dy_transform_np(dy, R, 0, TC, TS)
+    return dw_transform_np(np.matmul(v, d.transpose(0, 2, 1)), R)
 
 
 # --- launch plans -------------------------------------------------------------------------------------
@@ -257,6 +332,86 @@ def chunk_tiles(ntiles: int, N: int, CI: int, KO: int, R: int, itemsize: int = 4
     return -(-ntiles // nchunks)
 
 
+def dy_plan(K: int, TC: int, N: int, R: int, itemsize: int = 4, vec: bool = True,
+            limits: DeviceLimits | None = None) -> Plan:
+    """winograd_dy_transform: as `output_plan` over K * TC * (N / lanes) items (16-byte packs)."""
+    L = output_lanes(itemsize)
+    return _stream_plan(DY, R, K, TC, N, L, vec and N % L == 0, limits)
+
+
+def dw_plan(C: int, K: int, R: int, limits: DeviceLimits | None = None) -> Plan:
+    """winograd_dw_transform: a grid-stride loop over the C * K (c, k) pairs, block 256."""
+    grid, block = grid_stride_config(C * K, block=256, limits=limits)
+    return Plan(DW, dict(alpha=R + 1), grid, block)
+
+
+GEMM_TILE = 128  # `split_tiles`' model of a cuBLAS SGEMM block: 128 x 128 outputs, 2 resident per SM
+MAX_SPLITS = 16
+
+
+def split_tiles(ntiles: int, N: int, C: int, K: int, R: int, itemsize: int = 4, limits: DeviceLimits | None = None,
+                budget: int | None = None) -> int:
+    """Backward-filter: tiles per split (TS). The GEMM MB[s, a] = V[s, a] @ D[s, a]^T has only C x K
+    outputs per a, so the reduction over tiles is split into S = ceil(ntiles / TS) parts, one more batch
+    entry each. S <= MAX_SPLITS minimises a model: GEMM waves (blocks of GEMM_TILE^2 outputs, two per SM,
+    each busy for TS * N reduction steps) plus the partial sums' traffic (2 * S * A^2 * C * K elements);
+    ties go to fewer splits. TS is then capped so that one split's V and D fit in ``budget`` bytes and
+    TS * N < 2^31 (cuBLAS's int dimensions)."""
+    lim = limits or device_limits()
+    budget = WORKSPACE_BYTES if budget is None else budget
+    AA = (R + 1) ** 2
+    slots = 2 * lim.sm_count
+    blocks = AA * -(-C // GEMM_TILE) * -(-K // GEMM_TILE)
+    best = None
+    for S in range(1, min(ntiles, MAX_SPLITS) + 1):
+        TS = -(-ntiles // S)
+        if -(-ntiles // TS) != S:
+            continue
+        waves = -(-(blocks * S) // slots)
+        gemm = waves * 2.0 * GEMM_TILE * GEMM_TILE * TS * N * slots / 45e12
+        partial = 2.0 * S * AA * C * K * itemsize / 3e12
+        cost = gemm + partial
+        if best is None or cost < best[0] * (1 - 1e-9):
+            best = (cost, TS)
+    TS = best[1]
+    per_tile = AA * (C + K) * N * itemsize
+    return max(1, min(TS, budget // per_tile, (2**31 - 1) // N))
+
+
+def splits_per_chunk(S: int, TS: int, N: int, C: int, K: int, R: int, itemsize: int = 4,
+                     budget: int | None = None) -> int:
+    """Backward-filter: splits per chunk (P): all S when their V and D and the partial sums MB fit in
+    ``budget`` bytes, else as many as fit (at least one), balanced over the chunks."""
+    budget = WORKSPACE_BYTES if budget is None else budget
+    AA = (R + 1) ** 2
+    per_split = AA * ((C + K) * TS * N + C * K) * itemsize
+    p = max(1, min(S, budget // per_split))
+    return -(-S // -(-S // p))
+
+
+def _blas():
+    """(CuPy's cuBLAS module, the current device's handle); the CPU tests replace this function."""
+    import cupy
+    try:
+        from cupy_backends.cuda.libs import cublas
+    except ImportError:  # CuPy releases before cupy_backends
+        from cupy.cuda import cublas
+    return cublas, cupy.cuda.device.get_cublas_handle()
+
+
+def gemm_nt(v, d, mb, batch: int, C: int, K: int, depth: int, beta: float) -> None:
+    """MB[b] = V[b] @ D[b]^T + beta * MB[b] for b < batch, one strided-batched cuBLAS call (S/DGEMM, the
+    handle's default math: no TF32), on the current stream. V (batch, C, depth), D (batch, K, depth),
+    MB (batch, C, K): C-contiguous device buffers (flat is fine) of one float dtype. In cuBLAS's
+    column-major terms MB[b] is K x C (ld K) = op_T(D[b] as depth x K, ld depth) @ V[b] (depth x C, ld
+    depth). CuPy's matmul would copy a transposed operand, hence the direct call."""
+    cublas, handle = _blas()
+    f = cublas.sgemmStridedBatched if np.dtype(v.dtype) == np.float32 else cublas.dgemmStridedBatched
+    one, b = np.ones((), v.dtype), np.array(beta, v.dtype)
+    f(handle, cublas.CUBLAS_OP_T, cublas.CUBLAS_OP_N, K, C, depth, one.ctypes.data, d.data.ptr, depth, K * depth,
+      v.data.ptr, depth, C * depth, b.ctypes.data, mb.data.ptr, K, C * K, batch)
+
+
 # --- dispatch -------------------------------------------------------------------------------------
 
 def tf32_risk() -> bool:
@@ -316,12 +471,71 @@ def run(src, w, bias, out, pad: int, OH: int, OW: int, bwd: bool, limits: Device
         v = vbuf[:A * A * CI * tc * N].reshape(A * A, CI, tc * N)
         m = mbuf[:A * A * KO * tc * N].reshape(A * A, KO, tc * N)
         ip = input_plan(CI, tc, N, R, dt.itemsize, vec_in, lim)
-        launch(ip.kernel, dt, ip.grid, ip.block, src, v, CI, H, W, N, pad, TW, t0, tc, **ip.tvals)
+        launch(ip.kernel, dt, ip.grid, ip.block, src, v, CI, H, W, N, pad, TW, t0, tc, tc, **ip.tvals)
         cupy.matmul(u, v, out=m)
         op = output_plan(KO, tc, N, R, dt.itemsize, vec_out, lim)
         launch(op.kernel, dt, op.grid, op.block, m, bias if has_bias else out, out, KO, OH, OW, N, TW, t0, tc,
                int(has_bias), **op.tvals)
     return out
+
+
+def run_bwd_filter(dy, x, dw, pad: int, TS: int | None = None, limits: DeviceLimits | None = None):
+    """Winograd backward-filter on CuPy arrays, writing ``dw`` (C, R, R, K) from dy (K, OH, OW, N) and
+    x (C, H, W, N) (stride 1, groups 1, R 3 or 5; arguments checked by pyconvnet.cuda.ops.conv).
+    ``TS`` forces the tiles per split (default `split_tiles`). Per chunk of P splits (`splits_per_chunk`):
+    V by winograd_input_transform, D by winograd_dy_transform, then MB (P, A*A, C, K) += V @ D^T in one
+    strided-batched GEMM (beta 0 for the first chunk); finally winograd_dw_transform sums the P partial
+    sums in order and applies G^T . G. Deterministic; V, D and MB come from CuPy's memory pool."""
+    import cupy
+
+    C, H, W, N = x.shape
+    K, OH, OW = dy.shape[0], dy.shape[1], dy.shape[2]
+    R = dw.shape[1]
+    A = R + 1
+    AA = A * A
+    dt = x.dtype
+    lim = limits or device_limits()
+    TH, TW = tiles(OH, OW)
+    ntiles = TH * TW
+    TS = split_tiles(ntiles, N, C, K, R, dt.itemsize, lim) if TS is None else max(1, min(int(TS), ntiles))
+    S = -(-ntiles // TS)
+    P = splits_per_chunk(S, TS, N, C, K, R, dt.itemsize)
+    depth = TS * N
+    vbuf = cupy.empty(P * AA * C * depth, dt)
+    dbuf = cupy.empty(P * AA * K * depth, dt)
+    mb = cupy.empty(P * AA * C * K, dt)
+    vec_x = _aligned(x, input_lanes(R, dt.itemsize) * dt.itemsize)
+    vec_dy = _aligned(dy, output_lanes(dt.itemsize) * dt.itemsize)
+    for s0 in range(0, S, P):
+        p = min(P, S - s0)
+        t0, tc = s0 * TS, p * TS
+        ip = input_plan(C, tc, N, R, dt.itemsize, vec_x, lim)
+        launch(ip.kernel, dt, ip.grid, ip.block, x, vbuf, C, H, W, N, pad, TW, t0, tc, TS, **ip.tvals)
+        yp = dy_plan(K, tc, N, R, dt.itemsize, vec_dy, lim)
+        launch(yp.kernel, dt, yp.grid, yp.block, dy, dbuf, K, OH, OW, N, TW, t0, tc, TS, **yp.tvals)
+        gemm_nt(vbuf, dbuf, mb, p * AA, C, K, depth, 0.0 if s0 == 0 else 1.0)
+    wp = dw_plan(C, K, R, lim)
+    launch(wp.kernel, dt, wp.grid, wp.block, mb, dw, C, K, P, **wp.tvals)
+    return dw
+
+
+def expected_bwd_filter_ms(C: int, K: int, H: int, W: int, N: int, R: int, pad: int, tflops: float = 45.0,
+                           gbps: float = 2990.0, limits: DeviceLimits | None = None) -> dict:
+    """`expected_ms` for `run_bwd_filter`: GEMM FLOPs A^2 * C * K * S*TS * N * 2 at ``tflops`` plus the bytes
+    (x and dy read once, V and D written and read, the S partial sums written and read, dw written) at
+    ``gbps``; S and TS as `split_tiles` picks them (for an H100's 132 SMs unless ``limits``)."""
+    A = R + 1
+    OH, OW = H + 2 * pad - R + 1, W + 2 * pad - R + 1
+    TH, TW = tiles(OH, OW)
+    lim = limits or DeviceLimits(sm_count=132, max_block=1024, max_grid_x=2**31 - 1)
+    TS = split_tiles(TH * TW, N, C, K, R, 4, lim)
+    S = -(-TH * TW // TS)
+    T = S * TS
+    flops = 2.0 * A * A * C * K * T * N
+    nbytes = 4.0 * (C * H * W * N + K * OH * OW * N + 2 * A * A * (C + K) * T * N + 2 * S * A * A * C * K
+                    + C * R * R * K)
+    gemm, mem = flops / tflops / 1e9, nbytes / gbps / 1e6
+    return dict(gemm_ms=gemm, mem_ms=mem, total_ms=gemm + mem, flops=flops, bytes=nbytes, splits=S, tiles_per_split=TS)
 
 
 def expected_ms(C: int, K: int, H: int, W: int, N: int, R: int, pad: int, bwd: bool = False,
