@@ -383,6 +383,7 @@ class Net:
         self.specs = new
         for s in new:
             self.by_name[s.name].spec = s
+        self._graph = None  # a captured step graph holds the old values (e.g. a norm's scale)
 
     # -- outputs --------------------------------------------------------------------------------
 

@@ -104,6 +104,14 @@ def test_train_step_is_forward_then_backward_on_the_cpu():
     assert a.graph_status == "eager: the cpu backend has no CUDA graphs"
 
 
+def test_new_learning_parameters_drop_the_step_graph():
+    net = Net(specs18(), "cpu", seed=0)
+    net.train_step(batch(4, 0), step=0)
+    assert net._graph is not None
+    net.set_learn_params((NETS / "cifar10-18pct-params.cfg").read_text())
+    assert net._graph is None  # the next train_step captures again, with the new values
+
+
 def test_graph_blockers(monkeypatch):
     gpu = SimpleNamespace(name="gpu", fallbacks=())
     net18 = SimpleNamespace(backend=gpu, layers=Net(specs18(), "cpu").layers)
