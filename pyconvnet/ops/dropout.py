@@ -42,13 +42,19 @@ def _threshold(op: str, keep) -> int:
     return thr
 
 
-def _mask(op: str, shape, keep, seed, layer, step):
+def _shape(op: str, shape) -> tuple:
+    """``shape`` as a tuple of ints >= 0 (shared with the CUDA backend)."""
     try:
         shape = tuple(shape)
     except TypeError:
         fail(op, f"shape must be a tuple of integers, got {shape!r}")
     for d in shape:
         check_int(op, f"shape entry (in {shape})", d, lo=0)
+    return tuple(int(d) for d in shape)
+
+
+def _mask(op: str, shape, keep, seed, layer, step):
+    shape = _shape(op, shape)
     thr = _threshold(op, keep)
     n = int(np.prod(shape, dtype=np.int64))
     try:

@@ -92,9 +92,8 @@ def concat_fwd(xs):
     return np.concatenate(xs, axis=0)
 
 
-def concat_bwd(dy, sizes):
-    """Split dy along axis 0 into pieces of sizes[i] rows (channels); a list of new contiguous
-    arrays, the inverse of concat_fwd. sum(sizes) must equal dy.shape[0]."""
+def check_concat_bwd(dy, sizes) -> list:
+    """The argument checks of concat_bwd (shared with the CUDA backend); returns sizes as ints."""
     op = "concat_bwd"
     check_array(op, "dy", dy)
     if dy.ndim < 2:
@@ -108,5 +107,12 @@ def concat_bwd(dy, sizes):
     if sum(sizes) != dy.shape[0]:
         fail(op, f"sizes {sizes} sum to {sum(sizes)}, but dy has {dy.shape[0]} rows "
                  f"(shape {tuple(dy.shape)})")
+    return sizes
+
+
+def concat_bwd(dy, sizes):
+    """Split dy along axis 0 into pieces of sizes[i] rows (channels); a list of new contiguous
+    arrays, the inverse of concat_fwd. sum(sizes) must equal dy.shape[0]."""
+    sizes = check_concat_bwd(dy, sizes)
     offs = np.cumsum([0] + sizes)
     return [dy[a:b].copy() for a, b in zip(offs[:-1], offs[1:])]

@@ -124,20 +124,30 @@ def pool_fwd(x, *, mode, size, stride, start=0, outputs=0):
     return y
 
 
+def check_pool_bwd(dy, x, y, mode, size, stride, start, outputs, arrays=None):
+    """The argument checks of pool_bwd (shared with the CUDA backend, which passes ``arrays``: its
+    device-array check, run after the mode's); returns (OH, OW)."""
+    op = "pool_bwd"
+    _check_mode(op, mode)
+    if arrays is not None:
+        arrays()
+    check_array(op, "x", x, ndim=4)
+    oh, ow = _out_shape(op, x.shape, size, stride, start, outputs)
+    c, _, _, n = x.shape
+    check_array(op, "dy", dy, shape=(c, oh, ow, n))
+    check_array(op, "y", y, shape=(c, oh, ow, n))
+    check_same_dtype(op, dy=dy, x=x, y=y)
+    return oh, ow
+
+
 def pool_bwd(dy, x, y, *, mode, size, stride, start=0, outputs=0):
     """Gradient of pooling. dy, y (C, OH, OW, N); x (C, H, W, N) -> dx (C, H, W, N), x's dtype.
 
     avg: each input gets dy / count of every window covering it. max: each input equal to its
     window's max y gets that window's dy (all tied inputs receive it); y must be pool_fwd's output.
     """
-    op = "pool_bwd"
-    _check_mode(op, mode)
-    check_array(op, "x", x, ndim=4)
-    oh, ow = _out_shape(op, x.shape, size, stride, start, outputs)
+    oh, ow = check_pool_bwd(dy, x, y, mode, size, stride, start, outputs)
     c, h, w, n = x.shape
-    check_array(op, "dy", dy, shape=(c, oh, ow, n))
-    check_array(op, "y", y, shape=(c, oh, ow, n))
-    check_same_dtype(op, dy=dy, x=x, y=y)
     taps_h = list(window_taps(h, oh, size, stride, start))
     taps_w = list(window_taps(w, ow, size, stride, start))
     dx = np.zeros_like(x)

@@ -16,12 +16,9 @@ import numpy as np
 from ._check import check_array, check_float, check_int, check_same_dtype, fail
 
 
-def sgd_update(w, inc, grad, *, eps, mom, wc, n=1):
-    """Update ``w`` and ``inc`` in place as in the module docstring; returns None.
-
-    eps, mom, wc: finite numbers >= 0; n: integer >= 1 (the number of cases grad is summed over).
-    w and inc must be distinct, writeable, non-overlapping arrays.
-    """
+def check_sgd_update(w, inc, grad, eps, mom, wc, n):
+    """The argument checks of sgd_update (shared with the CUDA backend); returns eps, mom, wc as
+    floats and n as an int."""
     op = "sgd_update"
     check_array(op, "w", w)
     check_array(op, "inc", inc, shape=w.shape)
@@ -31,6 +28,17 @@ def sgd_update(w, inc, grad, *, eps, mom, wc, n=1):
     mom = check_float(op, "mom", mom, lo=0.0)
     wc = check_float(op, "wc", wc, lo=0.0)
     n = check_int(op, "n", n, lo=1)
+    return eps, mom, wc, n
+
+
+def sgd_update(w, inc, grad, *, eps, mom, wc, n=1):
+    """Update ``w`` and ``inc`` in place as in the module docstring; returns None.
+
+    eps, mom, wc: finite numbers >= 0; n: integer >= 1 (the number of cases grad is summed over).
+    w and inc must be distinct, writeable, non-overlapping arrays.
+    """
+    op = "sgd_update"
+    eps, mom, wc, n = check_sgd_update(w, inc, grad, eps, mom, wc, n)
     for name, a in (("w", w), ("inc", inc)):
         if not a.flags.writeable:
             fail(op, f"{name} must be writeable")

@@ -14,7 +14,7 @@ import functools
 import numpy as np
 
 from ...ops._check import check_array, check_int, fail
-from ...ops.dropout import _threshold, layer_id  # noqa: F401  (layer_id: the reference's)
+from ...ops.dropout import _shape, _threshold, layer_id  # noqa: F401  (layer_id: the reference's)
 from ..launch import Kernel, check_device_array, grid_stride_config, launch
 from .elt import device_arrays_like
 from .neuron import _out
@@ -57,16 +57,6 @@ def _key(op: str, n: int, keep, seed, layer, step) -> tuple:
 def _scale(dtype, keep: float) -> float:
     """1/keep computed in float64 and rounded once to ``dtype`` (as the reference), as a Python float."""
     return float(dtype.type(1.0 / keep))
-
-
-def _shape(op: str, shape) -> tuple:
-    try:
-        shape = tuple(shape)
-    except TypeError:
-        fail(op, f"shape must be a tuple of integers, got {shape!r}")
-    for d in shape:
-        check_int(op, f"shape entry (in {shape})", d, lo=0)
-    return tuple(int(d) for d in shape)
 
 
 def dropout_mask(shape, *, keep, seed, layer, step, out=None):

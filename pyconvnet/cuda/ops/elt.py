@@ -19,7 +19,7 @@ import math
 import sys
 
 from ...ops import elt as ref
-from ...ops._check import FLOAT_DTYPES, check_array, check_int, check_same_dtype, fail
+from ...ops._check import FLOAT_DTYPES, check_array, check_same_dtype, fail
 from ..launch import Kernel, check_device_array, grid_stride_config, launch
 from .neuron import _out
 
@@ -262,18 +262,7 @@ def concat_bwd(dy, sizes, *, out=None):
     (or ``out``), the inverse of concat_fwd. sum(sizes) must equal dy.shape[0]."""
     op = "concat_bwd"
     check_device_array(op, "dy", dy)
-    check_array(op, "dy", dy)
-    if dy.ndim < 2:
-        fail(op, f"dy must be (F, N) or (C, H, W, N), got shape {tuple(dy.shape)}")
-    try:
-        sizes = [check_int(op, f"sizes[{i}]", s, lo=1) for i, s in enumerate(sizes)]
-    except TypeError:
-        fail(op, f"sizes must be a sequence of integers, got {sizes!r}")
-    if not sizes:
-        fail(op, "sizes must have at least one entry")
-    if sum(sizes) != dy.shape[0]:
-        fail(op, f"sizes {sizes} sum to {sum(sizes)}, but dy has {dy.shape[0]} rows "
-                 f"(shape {tuple(dy.shape)})")
+    sizes = ref.check_concat_bwd(dy, sizes)
     pieces, a = [], 0
     for s in sizes:
         pieces.append(dy[a:a + s])

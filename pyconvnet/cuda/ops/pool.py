@@ -9,7 +9,7 @@ the result's shape and dtype to write into; by default a new array is returned.
 from __future__ import annotations
 
 from ...ops._check import check_array, check_same_dtype, fail
-from ...ops.pool import MODES, _check_mode, _out_shape, pool_out_size  # noqa: F401  (the reference's)
+from ...ops.pool import MODES, _check_mode, _out_shape, check_pool_bwd, pool_out_size  # noqa: F401  (the reference's)
 from ..launch import Kernel, check_device_array, device_limits, launch
 
 # Must match enum PoolMode in kernels/pool.cu (tests/test_cuda_pool.py checks it).
@@ -101,15 +101,12 @@ def pool_bwd(dy, x, y, *, mode, size, stride, start=0, outputs=0, out=None):
     y must be pool_fwd's output.
     """
     op = "pool_bwd"
-    _check_mode(op, mode)
-    for name, a in (("dy", dy), ("x", x), ("y", y)):
-        check_device_array(op, name, a)
-    check_array(op, "x", x, ndim=4)
-    oh, ow = _out_shape(op, x.shape, size, stride, start, outputs)
+
+    def devices():
+        for name, a in (("dy", dy), ("x", x), ("y", y)):
+            check_device_array(op, name, a)
+    oh, ow = check_pool_bwd(dy, x, y, mode, size, stride, start, outputs, arrays=devices)
     c, h, w, n = x.shape
-    check_array(op, "dy", dy, shape=(c, oh, ow, n))
-    check_array(op, "y", y, shape=(c, oh, ow, n))
-    check_same_dtype(op, dy=dy, x=x, y=y)
     dx = _out(op, out, x.shape, x, dy=dy, x=x, y=y)
     if dx.size:
         read = (dy, x, y) if mode == "max" else (dy,)

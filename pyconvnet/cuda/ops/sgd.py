@@ -7,7 +7,8 @@ the reference's order (bit-identical results).
 """
 from __future__ import annotations
 
-from ...ops._check import check_array, check_float, check_int, check_same_dtype, fail
+from ...ops import sgd as ref
+from ...ops._check import fail
 from ..launch import Kernel, check_device_array, grid_stride_config, launch
 from .elt import device_arrays_like, finite_numbers, ptr_span, spans_overlap
 
@@ -33,14 +34,7 @@ def sgd_update(w, inc, grad, *, eps, mom, wc, n=1):
     else:
         for name, a in (("w", w), ("inc", inc), ("grad", grad)):
             check_device_array(op, name, a)
-        check_array(op, "w", w)
-        check_array(op, "inc", inc, shape=w.shape)
-        check_array(op, "grad", grad, shape=w.shape)
-        check_same_dtype(op, w=w, inc=inc, grad=grad)
-        eps = check_float(op, "eps", eps, lo=0.0)
-        mom = check_float(op, "mom", mom, lo=0.0)
-        wc = check_float(op, "wc", wc, lo=0.0)
-        n = check_int(op, "n", n, lo=1)
+        eps, mom, wc, n = ref.check_sgd_update(w, inc, grad, eps, mom, wc, n)
     sw, si, sg = ptr_span(w), ptr_span(inc), ptr_span(grad)
     if spans_overlap(sw, si):
         fail(op, "w and inc must not overlap in memory")
