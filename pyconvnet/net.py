@@ -184,19 +184,19 @@ class Net:
                              f"{n_expected if n_expected is not None else '>= 1'}")
         return arr
 
-    def _stage(self, arr, out=None, stream=None):
+    def _get_stager(self):
+        """The pinned staging buffers of this net's GPU input copies (made on first use)."""
+        if self._stager is None:
+            from .cuda.feed import Stager
+            self._stager = Stager()
+        return self._stager
+
+    def _stage(self, arr):
         """``arr`` as an array of the backend; NumPy data goes to the GPU through pinned staging
-        buffers, asynchronously on ``stream`` (default: the current one), into ``out`` if given."""
+        buffers, asynchronously on the current stream."""
         if self.backend.name == "gpu" and isinstance(arr, np.ndarray):
-            if self._stager is None:
-                from .cuda.feed import Stager
-                self._stager = Stager()
-            return self._stager.to_device(np.ascontiguousarray(arr), out=out, stream=stream)
-        arr = self.backend.asarray(arr)
-        if out is not None:
-            out[...] = arr
-            return out
-        return arr
+            return self._get_stager().to_device(np.ascontiguousarray(arr))
+        return self.backend.asarray(arr)
 
     def _run(self, layers, data, train, step):
         outs, xss, costs, n = {}, {}, {}, None
@@ -254,7 +254,7 @@ class Net:
             return f"eager: {g.blocker}"
         return f"CUDA graph ({g.replays} replays)" if g.active else "CUDA graph (not captured yet)"
 
-    def _host_cost(self, name, row, data):
+    def _host_cost(self, name, row):
         """A cost layer's device row [cost, nerr, nerr_topk, invalid labels] as forward's tuple."""
         layer = self.by_name[name]
         if row[3]:  # invalid labels: the host path raises the op's own message

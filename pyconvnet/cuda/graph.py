@@ -143,7 +143,7 @@ class StepGraph:
                 if isinstance(a, cp.ndarray):
                     buf[...] = a
                 else:  # through the net's pinned staging buffers, without waiting
-                    self.net._stage(np.asarray(a), out=buf, stream=self.stream)
+                    self.net._get_stager().to_device(np.asarray(a), out=buf, stream=self.stream)
 
     def _capture(self, key, data, step):
         cp, net = self._cp, self.net
@@ -166,19 +166,19 @@ class StepGraph:
         self._net_state = {k: _copy_state(getattr(net, k)) for k in _NET_STATE}
         self._layer_state = [(l, {k: _copy_state(v) for k, v in vars(l).items() if k not in _STATIC})
                              for l in net.layers]
-        return self._launch(data)
+        return self._launch()
 
     def _replay(self, data):
         self.stream.wait_event(self._cp.cuda.get_current_stream().record())
         self._load(data)
         self._restore()
-        return self._launch(data)
+        return self._launch()
 
-    def _launch(self, data):
+    def _launch(self):
         self.graph.launch(stream=self.stream)
         host = self._costs.get(stream=self.stream)  # synchronises the stream: step done
         self.replays += 1
-        return {k: self.net._host_cost(k, row, data) for k, row in zip(self._names, host)}
+        return {k: self.net._host_cost(k, row) for k, row in zip(self._names, host)}
 
     def _restore(self):
         net = self.net
