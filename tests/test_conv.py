@@ -387,3 +387,39 @@ def test_bias_bwd_bad_arguments():
         bias_bwd(np.zeros((2, 3), np.float32), 1)
     with pytest.raises(ValueError, match="bias_bwd: dy must be float32 or float64, got int64"):
         bias_bwd(np.zeros((2, 3), np.int64), True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kw,min_channels", [
+    (dict(padding=2, stride=1, groups=1), 16),   # bwd_data as a forward convolution
+    (dict(padding=1, stride=2, groups=2), 16),   # bwd_data by col2im over blocks of channels
+    (dict(padding=2, stride=1, groups=1), 99),   # stride 1 by col2im
+])
+def test_conv_results_do_not_depend_on_the_thread_count(monkeypatch, dtype, kw, min_channels):
+    """The chunks run on PYCONVNET_CPU_THREADS threads; fwd, bwd_data and bwd_filter (its sum over
+    chunks included) must come out bit-identical for 1, 2 and 3 threads."""
+    rng = np.random.default_rng(11)
+    C, H, W, N, R, K = 6, 11, 10, 5, 5, 8
+    g, s, p = kw["groups"], kw["stride"], kw["padding"]
+    OH, OW = conv_out_size(H, R, p, s), conv_out_size(W, R, p, s)
+    x, w = rand(rng, C, H, W, N, dtype=dtype), rand(rng, C // g, R, R, K, dtype=dtype)
+    b, dy = rand(rng, K, 1, dtype=dtype), rand(rng, K, OH, OW, N, dtype=dtype)
+    monkeypatch.setattr(conv, "TRANSPOSED_MIN_CHANNELS", min_channels)
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 3 * C * R * R * N * x.itemsize)  # many chunks
+
+    def run():
+        return (conv_fwd(x, w, b, **kw), conv_bwd_data(dy, w, (H, W), **kw),
+                conv_bwd_filter(dy, x, R, **kw))
+
+    monkeypatch.setenv("PYCONVNET_CPU_THREADS", "1")
+    ref = run()
+    for nt in ("2", "3"):
+        monkeypatch.setenv("PYCONVNET_CPU_THREADS", nt)
+        for got, want in zip(run(), ref):
+            assert got.dtype == want.dtype and got.shape == want.shape
+            assert got.tobytes() == want.tobytes()
+    # ... and still agree with the direct sums.
+    np.testing.assert_allclose(ref[0], direct_conv(x, w, b, p, s, g),
+                               rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-4)
+    np.testing.assert_allclose(ref[1], direct_conv_bwd_data(dy, w, H, W, p, s, g),
+                               rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-4)

@@ -15,11 +15,13 @@ Method: pad ``x`` once into ``xp`` (C, Hp, Wp, N). Because the batch is innermos
 is a strided view of ``xp`` of shape (C, R, R, OH, OW, N) copied to (C*R*R, OH*OW*N), and then
 ``y = w2.T @ cols`` (w2 = w as (C*R*R, K)) is already in (K, OH, OW, N) order. The output positions
 are processed in chunks of a few MiB so that each chunk of ``cols`` is still in cache when the
-matmul reads it (the whole im2col matrix of a CIFAR layer is tens of MiB). Backward-filter is
-``cols @ dy2.T`` summed over chunks. Backward-data with stride 1 (and enough channels) is the
-forward convolution of ``dy`` with the flipped, transposed filters; otherwise it is ``w2 @ dy2``
-followed by col2im, R*R strided slice-adds into a padded ``dx``. float32 and float64 are both
-supported; the output has the input dtype.
+matmul reads it (the whole im2col matrix of a CIFAR layer is tens of MiB), and the chunks are the
+tasks of ``pyconvnet.ops._parallel``: each thread copies a chunk's windows and runs its matmul on
+one BLAS thread. Backward-filter is ``cols @ dy2.T`` summed over chunks (in chunk order, so the
+result does not depend on the thread count). Backward-data with stride 1 (and enough channels) is
+the forward convolution of ``dy`` with the flipped, transposed filters; otherwise it is
+``w2 @ dy2`` followed by col2im, R*R strided slice-adds into a padded ``dx`` (its tasks are blocks
+of channels). float32 and float64 are both supported; the output has the input dtype.
 """
 from __future__ import annotations
 
@@ -27,9 +29,13 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from pyconvnet.ops._check import check_array, check_int, check_same_dtype, fail
+from pyconvnet.ops._parallel import OrderedSum, blocks, run_tasks, single_threaded_blas, workers
 
-# Bytes of one im2col chunk: large enough for efficient matmuls, small enough to stay in cache.
-CHUNK_BYTES = 8 << 20
+# Bytes of one im2col chunk: large enough for efficient matmuls, small enough to stay in a core's
+# cache (2 MiB of L2 per core here) while its matmul reads it; one chunk per thread at a time.
+CHUNK_BYTES = 2 << 20
+# conv_bwd_data's col2im method splits each group's channels into this many blocks (its tasks).
+BWD_DATA_BLOCKS = 4
 # conv_bwd_data with stride 1 runs as a forward convolution from this many channels per group on.
 TRANSPOSED_MIN_CHANNELS = 16
 
@@ -183,7 +189,8 @@ def _buffer(rects, rows, N, dtype):
 
 def _fwd_padded(xp, w, b, groups, stride, OH, OW):
     """y (K, OH, OW, N) = conv of the already padded xp (C, Hp, Wp, N), Hp >= (OH-1)*stride + R,
-    with w (C/groups, R, R, K), plus b (None, (K, 1) or (K*OH*OW, 1)), chunk by chunk."""
+    with w (C/groups, R, R, K), plus b (None, (K, 1) or (K*OH*OW, 1)), chunk by chunk: every
+    (group, chunk) is one task writing its own columns of y."""
     Cg, R, K = w.shape[0], w.shape[1], w.shape[3]
     N = xp.shape[3]
     Kg = K // groups
@@ -192,19 +199,25 @@ def _fwd_padded(xp, w, b, groups, stride, OH, OW):
     w2 = w.reshape(Cg * R * R, K)
     b3 = None if b is None else b.reshape(K, -1, 1)  # (K, 1, 1) shared, (K, OH*OW, 1) untied
     rects = list(_chunks(OH, OW, Cg * R * R * N * xp.itemsize))
-    buf = _buffer(rects, Cg * R * R, N, xp.dtype)
-    for g in range(groups):
+    tasks = [(g, rect) for g in range(groups) for rect in rects]
+    bufs = [None] * workers(len(tasks))
+
+    def task(i, worker):
+        g, rect = tasks[i]
+        if bufs[worker] is None:
+            bufs[worker] = _buffer(rects, Cg * R * R, N, xp.dtype)
         ks = slice(g * Kg, (g + 1) * Kg)
-        wt = w2[:, ks].T
-        for rect in rects:
-            oy0, oy1, ox0, ox1 = rect
-            cols = _im2col(xp, g * Cg, (g + 1) * Cg, R, stride, rect, buf)
-            q0, q1 = oy0 * OW + ox0, oy0 * OW + ox0 + (oy1 - oy0) * (ox1 - ox0)
-            out = y2[ks, q0 * N:q1 * N]
-            np.matmul(wt, cols, out=out)
-            if b3 is not None:  # add the bias while the chunk is in cache
-                out3 = out.reshape(Kg, q1 - q0, N)
-                out3 += b3[ks] if b3.shape[1] == 1 else b3[ks, q0:q1]
+        oy0, oy1, ox0, ox1 = rect
+        cols = _im2col(xp, g * Cg, (g + 1) * Cg, R, stride, rect, bufs[worker])
+        q0, q1 = oy0 * OW + ox0, oy0 * OW + ox0 + (oy1 - oy0) * (ox1 - ox0)
+        out = y2[ks, q0 * N:q1 * N]
+        np.matmul(w2[:, ks].T, cols, out=out)
+        if b3 is not None:  # add the bias while the chunk is in cache
+            out3 = out.reshape(Kg, q1 - q0, N)
+            out3 += b3[ks] if b3.shape[1] == 1 else b3[ks, q0:q1]
+
+    with single_threaded_blas():
+        run_tasks(task, len(tasks))
     return y
 
 
@@ -252,17 +265,28 @@ def conv_bwd_data(dy, w, img_size, *, padding=0, stride=1, groups=1):
     w2 = w.reshape(Cg * R * R, K)
     Kg = K // groups
     rects = list(_chunks(OH, OW, Cg * R * R * N * dy.itemsize))
-    buf = _buffer(rects, Cg * R * R, N, dy.dtype)
-    for g in range(groups):
-        wg = w2[:, g * Kg:(g + 1) * Kg]
+    # The windows of neighbouring chunks overlap in dx, so the tasks are blocks of channels (each
+    # adding into its own channels of dx, chunk after chunk as on one thread).
+    tasks = [(g, c0, c1) for g in range(groups) for c0, c1 in blocks(Cg, -(-Cg // BWD_DATA_BLOCKS))]
+    cb = tasks[0][2] - tasks[0][1]
+    bufs = [None] * workers(len(tasks))
+
+    def task(i, worker):
+        g, c0, c1 = tasks[i]
+        if bufs[worker] is None:
+            bufs[worker] = _buffer(rects, cb * R * R, N, dy.dtype)
+        wg = w2[c0 * R * R:c1 * R * R, g * Kg:(g + 1) * Kg]
         for rect in rects:
             oy0, oy1, ox0, ox1 = rect
             q0 = (oy0 * OW + ox0) * N
             q1 = q0 + (oy1 - oy0) * (ox1 - ox0) * N
-            dcols = buf[:Cg * R * R * (q1 - q0)].reshape(Cg * R * R, q1 - q0)
+            dcols = bufs[worker][:(c1 - c0) * R * R * (q1 - q0)].reshape((c1 - c0) * R * R, q1 - q0)
             np.matmul(wg, dy2[g * Kg:(g + 1) * Kg, q0:q1], out=dcols)
-            d6 = dcols.reshape(Cg, R, R, oy1 - oy0, ox1 - ox0, N)
-            _col2im_add(dxp, g * Cg, (g + 1) * Cg, R, stride, rect, d6)
+            d6 = dcols.reshape(c1 - c0, R, R, oy1 - oy0, ox1 - ox0, N)
+            _col2im_add(dxp, g * Cg + c0, g * Cg + c1, R, stride, rect, d6)
+
+    with single_threaded_blas():
+        run_tasks(task, len(tasks))
     if padding == 0 and Hp == H and Wp == W:
         return dxp
     return np.ascontiguousarray(dxp[:, padding:padding + H, padding:padding + W])
@@ -357,20 +381,31 @@ def conv_bwd_filter(dy, x, filter_size, *, padding=0, stride=1, groups=1):
 
     Cg, Kg = C // groups, K // groups
     xp = _pad(x, padding, (OH - 1) * stride + R, (OW - 1) * stride + R)
-    dw = np.zeros((Cg, R, R, K), dtype=x.dtype)
+    dw = np.empty((Cg, R, R, K), dtype=x.dtype)
     dw2 = dw.reshape(Cg * R * R, K)
     dy2 = dy.reshape(K, OH * OW * N)
-    tmp = np.empty((Cg * R * R, Kg), dtype=x.dtype)
     rects = list(_chunks(OH, OW, Cg * R * R * N * x.itemsize))
-    buf = _buffer(rects, Cg * R * R, N, x.dtype)
-    for g in range(groups):
+    tasks = [(g, j, rect) for g in range(groups) for j, rect in enumerate(rects)]
+    bufs = [None] * workers(len(tasks))
+    total = OrderedSum(len(tasks))  # each group's partials added in chunk order
+
+    def task(i, worker):
+        g, j, rect = tasks[i]
+        if bufs[worker] is None:
+            bufs[worker] = _buffer(rects, Cg * R * R, N, x.dtype)
         dwg = dw2[:, g * Kg:(g + 1) * Kg]
-        for rect in rects:
-            oy0, oy1, ox0, ox1 = rect
-            cols = _im2col(xp, g * Cg, (g + 1) * Cg, R, stride, rect, buf)
-            q0 = (oy0 * OW + ox0) * N
-            np.matmul(cols, dy2[g * Kg:(g + 1) * Kg, q0:q0 + cols.shape[1]].T, out=tmp)
-            dwg += tmp
+        cols = _im2col(xp, g * Cg, (g + 1) * Cg, R, stride, rect, bufs[worker])
+        q0 = (rect[0] * OW + rect[2]) * N
+        dyg = dy2[g * Kg:(g + 1) * Kg, q0:q0 + cols.shape[1]].T
+        if j == 0:  # the first partial goes straight into dw (= 0 + partial)
+            np.matmul(cols, dyg, out=dwg)
+            total.add(i, None, None)
+        else:
+            total.add(i, dwg, np.matmul(cols, dyg))
+
+    with single_threaded_blas():
+        run_tasks(task, len(tasks))
+    assert total.done()
     return dw
 
 

@@ -11,14 +11,18 @@ Layouts (C-contiguous, batch innermost):
 
 Method: per chunk of output positions, the windows are copied to a stack (positions, C/g*R*R, N) and
 one batched matmul over positions does the work: y_q = w_q.T @ cols_q, dw_q = cols_q @ dy_q.T,
-dcols_q = w_q @ dy_q followed by col2im. float32 and float64; outputs have the input dtype.
+dcols_q = w_q @ dy_q followed by col2im. The tasks of ``pyconvnet.ops._parallel`` are (group, chunk)
+pairs, each writing its own positions of y or dw, and for backward-data blocks of channels (each
+adding into its own channels of dx); every matmul runs on one BLAS thread. float32 and float64;
+outputs have the input dtype.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from pyconvnet.ops.conv import (_buffer, _chunks, _col2im_add, _pad, _window_view, check_bwd_data,
-                                check_bwd_filter, check_fwd)
+from pyconvnet.ops._parallel import blocks, run_tasks, single_threaded_blas, workers
+from pyconvnet.ops.conv import (BWD_DATA_BLOCKS, _buffer, _chunks, _col2im_add, _pad, _window_view,
+                                check_bwd_data, check_bwd_filter, check_fwd)
 
 
 def _local_cols(xp, c0, c1, R, stride, rect, buf):
@@ -49,14 +53,20 @@ def local_fwd(x, w, b=None, *, padding=0, stride=1, groups=1):
     y3 = y.reshape(K, OH * OW, N)
     w3 = w.reshape(OH * OW, CRR, K)
     rects = list(_chunks(OH, OW, CRR * N * x.itemsize))
-    buf = _buffer(rects, CRR, N, x.dtype)
-    for g in range(groups):
+    tasks = [(g, rect) for g in range(groups) for rect in rects]
+    bufs = [None] * workers(len(tasks))
+
+    def task(i, worker):
+        g, rect = tasks[i]
+        if bufs[worker] is None:
+            bufs[worker] = _buffer(rects, CRR, N, x.dtype)
         ks = slice(g * Kg, (g + 1) * Kg)
-        for rect in rects:
-            q0, q1 = _positions(rect, OW)
-            cols = _local_cols(xp, g * Cg, (g + 1) * Cg, R, stride, rect, buf)
-            np.matmul(w3[q0:q1, :, ks].transpose(0, 2, 1), cols,
-                      out=y3[ks, q0:q1].transpose(1, 0, 2))
+        q0, q1 = _positions(rect, OW)
+        cols = _local_cols(xp, g * Cg, (g + 1) * Cg, R, stride, rect, bufs[worker])
+        np.matmul(w3[q0:q1, :, ks].transpose(0, 2, 1), cols, out=y3[ks, q0:q1].transpose(1, 0, 2))
+
+    with single_threaded_blas():
+        run_tasks(task, len(tasks))
     if b is not None:
         y2 = y.reshape(K * OH * OW, N)
         y2 += b
@@ -75,16 +85,26 @@ def local_bwd_data(dy, w, img_size, *, padding=0, stride=1, groups=1):
     dy3 = dy.reshape(K, OH * OW, N)
     w3 = w.reshape(OH * OW, CRR, K)
     rects = list(_chunks(OH, OW, CRR * N * dy.itemsize))
-    buf = _buffer(rects, CRR, N, dy.dtype)
-    for g in range(groups):
+    tasks = [(g, c0, c1) for g in range(groups) for c0, c1 in blocks(Cg, -(-Cg // BWD_DATA_BLOCKS))]
+    cb = tasks[0][2] - tasks[0][1]
+    bufs = [None] * workers(len(tasks))
+
+    def task(i, worker):
+        g, c0, c1 = tasks[i]
+        if bufs[worker] is None:
+            bufs[worker] = _buffer(rects, cb * R * R, N, dy.dtype)
         ks = slice(g * Kg, (g + 1) * Kg)
+        rows = slice(c0 * R * R, c1 * R * R)
         for rect in rects:
             oy0, oy1, ox0, ox1 = rect
             q0, q1 = _positions(rect, OW)
-            dcols = buf[:(q1 - q0) * CRR * N].reshape(q1 - q0, CRR, N)
-            np.matmul(w3[q0:q1, :, ks], dy3[ks, q0:q1].transpose(1, 0, 2), out=dcols)
-            d6 = dcols.reshape(oy1 - oy0, ox1 - ox0, Cg, R, R, N).transpose(2, 3, 4, 0, 1, 5)
-            _col2im_add(dxp, g * Cg, (g + 1) * Cg, R, stride, rect, d6)
+            dcols = bufs[worker][:(q1 - q0) * (c1 - c0) * R * R * N].reshape(q1 - q0, -1, N)
+            np.matmul(w3[q0:q1, rows, ks], dy3[ks, q0:q1].transpose(1, 0, 2), out=dcols)
+            d6 = dcols.reshape(oy1 - oy0, ox1 - ox0, c1 - c0, R, R, N).transpose(2, 3, 4, 0, 1, 5)
+            _col2im_add(dxp, g * Cg + c0, g * Cg + c1, R, stride, rect, d6)
+
+    with single_threaded_blas():
+        run_tasks(task, len(tasks))
     if padding == 0 and Hp == H and Wp == W:
         return dxp
     return np.ascontiguousarray(dxp[:, padding:padding + H, padding:padding + W])
@@ -104,11 +124,18 @@ def local_bwd_filter(dy, x, filter_size, *, padding=0, stride=1, groups=1):
     dw3 = dw.reshape(OH * OW, CRR, K)
     dy3 = dy.reshape(K, OH * OW, N)
     rects = list(_chunks(OH, OW, CRR * N * x.itemsize))
-    buf = _buffer(rects, CRR, N, x.dtype)
-    for g in range(groups):
+    tasks = [(g, rect) for g in range(groups) for rect in rects]
+    bufs = [None] * workers(len(tasks))
+
+    def task(i, worker):
+        g, rect = tasks[i]
+        if bufs[worker] is None:
+            bufs[worker] = _buffer(rects, CRR, N, x.dtype)
         ks = slice(g * Kg, (g + 1) * Kg)
-        for rect in rects:
-            q0, q1 = _positions(rect, OW)
-            cols = _local_cols(xp, g * Cg, (g + 1) * Cg, R, stride, rect, buf)
-            np.matmul(cols, dy3[ks, q0:q1].transpose(1, 2, 0), out=dw3[q0:q1, :, ks])
+        q0, q1 = _positions(rect, OW)
+        cols = _local_cols(xp, g * Cg, (g + 1) * Cg, R, stride, rect, bufs[worker])
+        np.matmul(cols, dy3[ks, q0:q1].transpose(1, 2, 0), out=dw3[q0:q1, :, ks])
+
+    with single_threaded_blas():
+        run_tasks(task, len(tasks))
     return dw
