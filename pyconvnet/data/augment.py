@@ -117,3 +117,43 @@ def lighting_shift(eigvecs, eigvals, sigma: float, n: int, rng: np.random.Genera
     """
     alpha = rng.normal(0.0, sigma, size=(n, 3))
     return (255.0 * (alpha * eigvals) @ np.asarray(eigvecs).T).astype(np.float32)
+
+
+def pack_geometry(oy, ox, flip, H: int, W: int, S: int) -> np.ndarray:
+    """Crop corners and flips of n cases as int32 (n, 3) rows (oy, ox, flip 0/1), C-contiguous: the
+    ``geom`` argument of ``pyconvnet.cuda.ops.augment.prepare`` (upload it with ``cupy.asarray``).
+
+    oy, ox: (n,) integers with 0 <= oy <= H-S and 0 <= ox <= W-S (as ``random_crops`` draws them);
+    flip: None (no case mirrored) or (n,) bool; H, W: the image size; S: the crop size, 1 <= S <=
+    min(H, W). This is the only place the offsets are checked (the kernel trusts them): anything else
+    raises one ValueError naming the argument and the shapes or values.
+    """
+    def bad(msg):
+        raise ValueError(f"pack_geometry: {msg}")
+
+    for name, v in (("H", H), ("W", W), ("S", S)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
+            bad(f"{name} must be an integer >= 1, got {v!r}")
+    if S > H or S > W:
+        bad(f"crop size S={S} must be <= H={H} and <= W={W}")
+    oy, ox = np.asarray(oy), np.asarray(ox)
+    for name, a in (("oy", oy), ("ox", ox)):
+        if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
+            bad(f"{name} must be a 1-D integer array, got {a.dtype} with shape {a.shape}")
+    if ox.shape != oy.shape:
+        bad(f"oy and ox must have one shape (n,), got {oy.shape} and {ox.shape}")
+    n = oy.shape[0]
+    if flip is not None:
+        flip = np.asarray(flip)
+        if flip.dtype != np.bool_ or flip.shape != (n,):
+            bad(f"flip must be None or a bool array of shape ({n},), got {flip.dtype} with shape {flip.shape}")
+    for name, a, hi in (("oy", oy, H - S), ("ox", ox, W - S)):
+        if n and (a.min() < 0 or a.max() > hi):
+            bad(f"{name} must lie in [0, {hi}] for crops of {S} in {H}x{W} images, "
+                f"got values in [{a.min()}, {a.max()}]")
+    geom = np.zeros((n, 3), np.int32)
+    geom[:, 0] = oy
+    geom[:, 1] = ox
+    if flip is not None:
+        geom[:, 2] = flip
+    return geom
