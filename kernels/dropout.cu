@@ -16,10 +16,14 @@
 //   group of 4 elements moves as 16-byte packs (one float4-sized pack of floats, two of doubles; the mask
 //   as one 4-byte word) and only the last, partial group takes the scalar path; otherwise every group
 //   takes the scalar path.
+// Device step: dropout_fwd_ds / dropout_bwd_ds are dropout_fwd / dropout_bwd with the step read from
+//   device memory (*step, one long long, read when the kernel runs), so a captured CUDA graph can take a
+//   new step on every replay; the same body (dropout_apply), so their output is bit-identical to the
+//   by-value kernels' for the same step. *step holds step's bit pattern (steps >= 0 as they are).
 // Launch: 1-D grid-stride loop over the ceil(n / 4) groups, one Philox evaluation per group per thread;
 //   any grid >= 1 and block in [1, 1024]; pyconvnet/cuda/ops/dropout.py (dropout_launch_config) picks
 //   them for both launch paths.
-// Versions: v1.
+// Versions: v1; v1.1 adds the device-step variants.
 // Entry points: the explicit instantiations at the end of the file (also NVRTC's name expressions).
 // Builds unchanged under nvcc (bindings/dropout.cu includes it) and NVRTC: no includes.
 
@@ -124,6 +128,19 @@ __global__ void dropout_bwd(const T* dy, T* dx, long long n, int seed, int layer
     dropout_apply(dy, dx, n, seed, layer, step, thr, s);
 }
 
+// Forward and backward with the step read from device memory (see the header): the same body.
+template <typename T>
+__global__ void dropout_fwd_ds(const T* x, T* y, long long n, int seed, int layer, const long long* step,
+                               int thr, T s) {
+    dropout_apply(x, y, n, seed, layer, *step, thr, s);
+}
+
+template <typename T>
+__global__ void dropout_bwd_ds(const T* dy, T* dx, long long n, int seed, int layer, const long long* step,
+                               int thr, T s) {
+    dropout_apply(dy, dx, n, seed, layer, *step, thr, s);
+}
+
 // mask[i] = kept(i) for i < n; M is bool (one byte per element).
 template <typename M>
 __global__ void dropout_mask(M* mask, long long n, int seed, int layer, long long step, int thr) {
@@ -156,3 +173,11 @@ template __global__ void dropout_bwd<float>(const float*, float*, long long, int
 template __global__ void dropout_bwd<double>(const double*, double*, long long, int, int, long long, int,
                                              double);
 template __global__ void dropout_mask<bool>(bool*, long long, int, int, long long, int);
+template __global__ void dropout_fwd_ds<float>(const float*, float*, long long, int, int, const long long*, int,
+                                                float);
+template __global__ void dropout_fwd_ds<double>(const double*, double*, long long, int, int, const long long*,
+                                                 int, double);
+template __global__ void dropout_bwd_ds<float>(const float*, float*, long long, int, int, const long long*, int,
+                                                float);
+template __global__ void dropout_bwd_ds<double>(const double*, double*, long long, int, int, const long long*,
+                                                 int, double);

@@ -162,6 +162,62 @@ def test_host_forward_backward_exact(host_device, dtype, scale):
     np.testing.assert_array_equal(dev.dropout_fwd(host(x), keep=1.0, **KEYS[0]).get(), x)
 
 
+# --- the step in device memory (dropout_fwd_ds / dropout_bwd_ds) --------------------------------------
+
+DEVICE_STEPS = [0, 77, 2**32 + 5, (0x19ABCDEF << 32) | 0x87654321]  # two >= 2**32 (and < 2**63)
+
+
+def test_device_step_kernel_signatures():
+    for k in (dev.FWD_DS, dev.BWD_DS):
+        assert kernel_signature_letters("dropout", k.name) == k.args, k.name
+    assert dev.FWD_DS.args == dev.FWD.args[:5] + "p" + dev.FWD.args[6:]
+
+
+def _step_array(step, shape):
+    return host(np.array(step, np.int64).reshape(shape))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_host_device_step_is_bit_identical(host_device, dtype):
+    """The _ds kernels equal the by-value kernels and the reference, for steps below and above 2**32."""
+    rng = np.random.default_rng(5)
+    for j, step in enumerate(DEVICE_STEPS):
+        shape = [(3, 3, 3, 5), (7, 129), (2, 67), (1, 1)][j]
+        x = rng.standard_normal(shape).astype(dtype)
+        kw = dict(keep=0.6, seed=1234 + j, layer=ref.layer_id("fc4096"), scale=j % 2 == 0)
+        want = ref.dropout_fwd(x, step=step, **kw)
+        by_value = dev.dropout_fwd(host(x), step=step, **kw).get()
+        np.testing.assert_array_equal(by_value, want)
+        for offset, sshape in ((0, ()), (1, (1,))):  # the packed and the scalar paths
+            got = dev.dropout_fwd(_at(x, offset), step=_step_array(step, sshape), **kw)
+            np.testing.assert_array_equal(got.get(), by_value, err_msg=f"fwd step {step} {sshape}")
+            got = dev.dropout_bwd(_at(x, offset), step=_step_array(step, sshape), out=_at(x * np.nan, offset), **kw)
+            np.testing.assert_array_equal(got.get(), by_value, err_msg=f"bwd step {step} {sshape}")
+    names = [c[0] for c in host_device]
+    t = "float" if dtype == np.float32 else "double"
+    assert names.count(f"dropout_fwd<{t}>") == len(DEVICE_STEPS)
+    assert names.count(f"dropout_fwd_ds<{t}>") == names.count(f"dropout_bwd_ds<{t}>") == 2 * len(DEVICE_STEPS)
+
+
+@pytest.mark.parametrize("step, match", [
+    (np.array([3.0]), r"dropout_fwd: step must be an int or a C-contiguous int64 device array of shape \(\) or "
+                      r"\(1,\), got a float64 array of shape \(1,\)"),
+    (np.array([3, 4], np.int64), r"got a int64 array of shape \(2,\)"),
+    (np.array([[3]], np.int64), r"got a int64 array of shape \(1, 1\)"),
+    (np.array(3, np.int32), r"got a int32 array of shape \(\)"),
+])
+def test_host_bad_device_step(host_device, step, match):
+    with pytest.raises(ValueError, match=match):
+        dev.dropout_fwd(host(np.zeros((4, 5), np.float32)), keep=0.5, seed=1, layer=2, step=host(step))
+    with pytest.raises(ValueError, match=match.replace("dropout_fwd", "dropout_bwd")):
+        dev.dropout_bwd(host(np.zeros((4, 5), np.float32)), keep=0.5, seed=1, layer=2, step=host(step))
+    with pytest.raises(ValueError, match=r"dropout_fwd: keep must be > 0.0"):  # the other checks still run
+        dev.dropout_fwd(host(np.zeros((4, 5), np.float32)), keep=0.0, seed=1, layer=2, step=_step_array(1, ()))
+    with pytest.raises(ValueError, match=r"dropout_fwd: step must be an integer"):  # a host array is no step
+        dev.dropout_fwd(host(np.zeros((4, 5), np.float32)), keep=0.5, seed=1, layer=2, step=np.array(1))
+    assert not host_device  # nothing launched
+
+
 # --- on the GPU --------------------------------------------------------------------------------------
 
 @pytest.mark.gpu
@@ -216,3 +272,65 @@ def test_dropout_argument_checks_on_the_gpu():
         dev.dropout_fwd(x, keep=0.5, out=cp.zeros((6, 4), cp.float32), **KEYS[0])
     with pytest.raises(ValueError, match=r"dropout_mask: out must be bool"):
         dev.dropout_mask((4, 6), keep=0.5, out=x, **KEYS[0])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("path", PATHS)
+def test_device_step_equals_the_by_value_step(path):
+    import cupy as cp
+
+    rng = np.random.default_rng(1)
+    with use_path(path):
+        for j, (shape, dtype) in enumerate([((64, 27, 27, 33), np.float32), ((7, 129), np.float64),
+                                            ((3, 5, 5, 127), np.float32)]):
+            step = DEVICE_STEPS[j + 1]
+            kw = dict(keep=0.5, seed=99, layer=j, scale=j != 1)
+            x = cp.asarray(rng.standard_normal(shape).astype(dtype))
+            for sshape in ((), (1,)):
+                d_step = cp.full(sshape, step, cp.int64)
+                want = dev.dropout_fwd(x, step=step, **kw).get()
+                got = dev.dropout_fwd(x, step=d_step, out=poisoned(shape, dtype), **kw)
+                np.testing.assert_array_equal(got.get(), want, err_msg=f"{path} fwd {shape} {sshape}")
+                want = dev.dropout_bwd(x, step=step, **kw).get()
+                got = dev.dropout_bwd(x, step=d_step, out=poisoned(shape, dtype), **kw)
+                np.testing.assert_array_equal(got.get(), want, err_msg=f"{path} bwd {shape} {sshape}")
+        np.testing.assert_array_equal(got.get(), ref.dropout_bwd(x.get(), step=step, **kw))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("path", PATHS)
+def test_device_step_in_a_captured_graph(path):
+    """One capture, replays with new steps written into the step array: each replay uses its step."""
+    import cupy as cp
+
+    kw = dict(keep=0.5, seed=7, layer=3)
+    x = cp.asarray(np.random.default_rng(2).standard_normal((5, 1000)).astype(np.float32))
+    y = cp.empty_like(x)
+    d_step = cp.zeros((), cp.int64)
+    stream = cp.cuda.Stream(non_blocking=True)
+    with use_path(path), stream:
+        dev.dropout_fwd(x, step=d_step, out=y, **kw)  # compiled and cached outside the capture
+        stream.synchronize()
+        stream.begin_capture()
+        try:
+            dev.dropout_fwd(x, step=d_step, out=y, **kw)
+        finally:
+            graph = stream.end_capture()
+        for step in (5, 2**32 + 1, 6):
+            d_step.fill(step)
+            y.fill(cp.nan)
+            graph.launch(stream)
+            stream.synchronize()
+            np.testing.assert_array_equal(y.get(), ref.dropout_fwd(x.get(), step=step, **kw), err_msg=f"{path} {step}")
+
+
+@pytest.mark.gpu
+def test_device_step_argument_checks_on_the_gpu():
+    import cupy as cp
+
+    x = cp.zeros((4, 6), cp.float32)
+    with pytest.raises(ValueError, match=r"dropout_fwd: step must be an int or a C-contiguous int64 device array "
+                                         r"of shape \(\) or \(1,\), got a float32 array of shape \(1,\)"):
+        dev.dropout_fwd(x, keep=0.5, seed=1, layer=2, step=cp.zeros(1, cp.float32))
+    with pytest.raises(ValueError, match=r"dropout_bwd: step must be .* got a int64 array of shape \(2,\)"):
+        dev.dropout_bwd(x, keep=0.5, seed=1, layer=2, step=cp.zeros(2, cp.int64))

@@ -6,6 +6,12 @@ the scaling; the masks are bit-identical to the reference's, so both backends dr
 are C-contiguous float32/float64 CuPy arrays of any shape. Extra keyword ``out``: a C-contiguous CuPy
 array of the result's shape and dtype to write into (``x`` itself for in-place use; for ``dropout_mask``
 a bool array); by default a new array is returned.
+
+Device step. ``dropout_fwd`` and ``dropout_bwd`` also take ``step`` as a CuPy int64 array of size 1
+(shape () or (1,)): the kernel then reads the step from device memory when it runs (kernels
+dropout_fwd_ds / dropout_bwd_ds, the same mask bit for bit), so a captured CUDA graph takes a new step
+on every replay once the array is updated on the stream. Its dtype, size and contiguity are checked;
+its value cannot be, and must be >= 0 (the kernel reads it as the step's 64-bit pattern).
 """
 from __future__ import annotations
 
@@ -22,6 +28,9 @@ from .neuron import _out
 FWD = Kernel("dropout", "dropout_fwd", "ppliilif")  # x, y, n, seed, layer, step, thr, s
 BWD = Kernel("dropout", "dropout_bwd", "ppliilif")  # dy, dx, n, seed, layer, step, thr, s
 MASK = Kernel("dropout", "dropout_mask", "pliili", template="bool")  # mask, n, seed, layer, step, thr
+FWD_DS = Kernel("dropout", "dropout_fwd_ds", "ppliipif")  # x, y, n, seed, layer, step (device), thr, s
+BWD_DS = Kernel("dropout", "dropout_bwd_ds", "ppliipif")  # dy, dx, n, seed, layer, step (device), thr, s
+_DEVICE_STEP = {FWD: FWD_DS, BWD: BWD_DS}
 
 
 def dropout_launch_config(n: int, limits=None) -> tuple[int, int]:
@@ -53,6 +62,13 @@ def _key(op: str, n: int, keep, seed, layer, step) -> tuple:
     return _signed(seed & 0xFFFFFFFF, 32), _signed(layer, 32), _signed(step, 64), thr
 
 
+def _check_device_step(op: str, step) -> None:
+    """A device step must be a C-contiguous int64 array of shape () or (1,)."""
+    if step.dtype != np.int64 or tuple(step.shape) not in ((), (1,)) or not step.flags.c_contiguous:
+        fail(op, f"step must be an int or a C-contiguous int64 device array of shape () or (1,), "
+                 f"got a {step.dtype} array of shape {tuple(step.shape)}")
+
+
 @functools.lru_cache(maxsize=256)
 def _scale(dtype, keep: float) -> float:
     """1/keep computed in float64 and rounded once to ``dtype`` (as the reference), as a Python float."""
@@ -82,7 +98,11 @@ def _apply(op: str, kernel: Kernel, a, name: str, keep, seed, layer, step, scale
         check_array(op, name, a)
     if type(scale) is not bool and not isinstance(scale, np.bool_):
         fail(op, f"scale must be a bool, got {scale!r}")
-    key = _key(op, a.size, keep, seed, layer, step)
+    on_device = type(step) is not int and type(step).__module__.startswith("cupy")
+    key = _key(op, a.size, keep, seed, layer, 0 if on_device else step)
+    if on_device:
+        _check_device_step(op, step)
+        kernel, key = _DEVICE_STEP[kernel], key[:2] + (step,) + key[3:]
     s = _scale(a.dtype, float(keep)) if scale else 1.0  # x * 1 == x exactly (dropout2)
     y = out if out is not None and device_arrays_like((out,), a) else _out(op, out, a, name)
     if a.size:
@@ -91,10 +111,16 @@ def _apply(op: str, kernel: Kernel, a, name: str, keep, seed, layer, step, scale
 
 
 def dropout_fwd(x, *, keep, seed, layer, step, scale=True, out=None):
-    """y = x * mask / keep (scale=True, ``dropout``) or x * mask (``dropout2``); y like x."""
+    """y = x * mask / keep (scale=True, ``dropout``) or x * mask (``dropout2``); y like x.
+
+    ``step``: an int, or a CuPy int64 array of size 1 read by the kernel (see the module docstring).
+    """
     return _apply("dropout_fwd", FWD, x, "x", keep, seed, layer, step, scale, out)
 
 
 def dropout_bwd(dy, *, keep, seed, layer, step, scale=True, out=None):
-    """dx = dy * mask / keep (scale=True) or dy * mask, with the mask of the same arguments."""
+    """dx = dy * mask / keep (scale=True) or dy * mask, with the mask of the same arguments.
+
+    ``step``: an int, or a CuPy int64 array of size 1 read by the kernel (see the module docstring).
+    """
     return _apply("dropout_bwd", BWD, dy, "dy", keep, seed, layer, step, scale, out)
