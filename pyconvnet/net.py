@@ -227,7 +227,12 @@ class Net:
         step = int(step)
         if step < 0:
             raise ValueError(f"Net.forward: step must be >= 0, got {step}")
-        self._outs, self._xs, costs, self._n = self._run(self.layers, data, bool(train), step)
+        return self._forward(data, bool(train), step)
+
+    def _forward(self, data, train, step):
+        """`forward` without the step check: a CUDA-graph capture passes the step as a device scalar
+        (the dropout kernels read it when they run)."""
+        self._outs, self._xs, costs, self._n = self._run(self.layers, data, train, step)
         self._grads_ready = False
         return costs
 
@@ -237,10 +242,20 @@ class Net:
         On the GPU backend the steady state replays both as one captured CUDA graph
         (`pyconvnet.cuda.graph`; bit-identical results, far fewer launches); ``graph_status`` says
         whether it does and, if not, why."""
+        return self.train_step_async(data, step=step).result()
+
+    def train_step_async(self, data, *, step: int):
+        """`train_step` that returns as soon as the step is queued on the GPU: a
+        `pyconvnet.cuda.graph.PendingCosts` whose ``result()`` waits and returns the costs (the
+        work is done already on the CPU backend). Call ``result()`` before the next step or
+        `update`."""
+        step = int(step)
+        if step < 0:
+            raise ValueError(f"Net.train_step: step must be >= 0, got {step}")
         if self._graph is None:
             from .cuda.graph import StepGraph
             self._graph = StepGraph(self)
-        return self._graph.run(data, int(step))
+        return self._graph.run(data, step)
 
     @property
     def graph_status(self) -> str:

@@ -1,5 +1,5 @@
-"""pyconvnet.cuda.ops.fc (cuBLAS through CuPy, or 1x1 convolutions inside without_cublas) against the
-NumPy reference pyconvnet.ops.fc."""
+"""pyconvnet.cuda.ops.fc (cuBLAS through pyconvnet.cuda.blas, or 1x1 convolutions inside without_cublas)
+against the NumPy reference pyconvnet.ops.fc."""
 from __future__ import annotations
 
 import contextlib

@@ -2,8 +2,8 @@
 
 CPU part: train_step equals forward + backward, and the reasons a step cannot be captured. GPU part:
 the graph's steps are bit-identical to eager steps (several steps, a batch of another size in
-between, learning-rate changes), a dropout net stays eager, bad labels still raise, and the GPU
-follows the CPU within float32 tolerance over several graph steps."""
+between, learning-rate changes; a dropout net, whose masks change every replay), bad labels still
+raise, and the GPU follows the CPU within float32 tolerance over several graph steps."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +14,7 @@ import pytest
 
 from pyconvnet.backend import get_backend
 from pyconvnet.config import parse_layer_files, parse_layer_texts
-from pyconvnet.cuda.graph import ENV, graph_blocker, without_cublas
+from pyconvnet.cuda.graph import ENV, graph_blocker
 from pyconvnet.net import Net
 
 NETS = Path(__file__).resolve().parent.parent / "pyconvnet" / "nets"
@@ -120,7 +120,7 @@ def test_graph_blockers(monkeypatch):
     assert graph_blocker(net18) == f"{ENV}=0"
     monkeypatch.delenv(ENV)
     drop = SimpleNamespace(backend=gpu, layers=Net(drop_specs(), "cpu").layers)
-    assert graph_blocker(drop) == "dropout layer 'drop' draws a new mask every step"
+    assert graph_blocker(drop) is None  # the masks read the step from a device scalar
     fb = SimpleNamespace(backend=SimpleNamespace(name="gpu", fallbacks=("conv_fwd",)), layers=net18.layers)
     assert graph_blocker(fb) == "ops run on the host: conv_fwd"
 
@@ -141,9 +141,8 @@ def test_graph_steps_are_bit_identical_to_eager_steps():
     for step, n in enumerate(sizes):
         d = batch(n, step)
         cg = g.train_step(d, step=step)
-        with without_cublas():  # what every step of a step graph computes with (fc as 1x1 conv)
-            ce = e.forward(d, train=True, step=step)
-            e.backward()
+        ce = e.forward(d, train=True, step=step)
+        e.backward()
         assert cg == ce, step
         for k, v in e.grads().items():
             np.testing.assert_array_equal(g.grads()[k].get(), v.get(), err_msg=f"step {step} {k}")
@@ -156,9 +155,8 @@ def test_graph_steps_are_bit_identical_to_eager_steps():
     g.forward(batch(32, 99), train=False, step=0)
     e.forward(batch(32, 99), train=False, step=0)
     d = batch(32, 100)
-    with without_cublas():
-        ce = e.forward(d, train=True, step=9)
-        e.backward()
+    ce = e.forward(d, train=True, step=9)
+    e.backward()
     assert g.train_step(d, step=9) == ce
     g.update(1.0), e.update(1.0)
     _same(g, e)
@@ -178,14 +176,25 @@ def test_graph_bad_labels_still_raise():
 
 
 @pytest.mark.gpu
-def test_dropout_net_stays_eager_on_the_gpu():
-    net = Net(drop_specs(), get_backend("gpu"), seed=0)
+def test_dropout_net_graph_steps_draw_the_eager_masks():
+    """Dropout inside the graph: each replay reads its step from the device scalar, so the masks (and
+    everything after them) are those of eager steps with the same step numbers, and of the CPU."""
+    gb = get_backend("gpu")
+    g, e, c = Net(drop_specs(), gb, seed=0), Net(drop_specs(), gb, seed=0), Net(drop_specs(), "cpu", seed=0)
     rng = np.random.default_rng(0)
-    d = [rng.standard_normal((5, 4)).astype(np.float32), np.array([0, 1, 2, 1])]
-    for step in range(3):
-        net.train_step(d, step=step)
-        net.update(0.0)
-    assert net.graph_status == "eager: dropout layer 'drop' draws a new mask every step"
+    d = [rng.standard_normal((5, 16)).astype(np.float32), rng.integers(0, 3, 16)]
+    for step in (0, 1, 2, 3, 7, 2**33 + 5):
+        cg = g.train_step(d, step=step)
+        ce = e.forward(d, train=True, step=step)
+        e.backward()
+        cc = c.train_step(d, step=step)
+        assert cg == ce, step
+        assert cg["logprob"][0] == pytest.approx(cc["logprob"][0], rel=1e-5)
+        np.testing.assert_array_equal(g.outputs("drop").get() == 0, c.outputs("drop") == 0)
+        for k, v in e.grads().items():
+            np.testing.assert_array_equal(g.grads()[k].get(), v.get(), err_msg=f"step {step} {k}")
+        g.update(0.0), e.update(0.0), c.update(0.0)
+    assert g.graph_status == "CUDA graph (5 replays)"
 
 
 @pytest.mark.gpu

@@ -5,23 +5,26 @@ in Python and in kernel launches than on the GPU. `StepGraph` records the forwar
 training step once, through CUDA stream capture, and from then on replays it with one launch:
 
     g = StepGraph(net)
-    costs = g.run([images, labels], step)     # == net.forward(..., train=True); net.backward()
+    costs = g.run([images, labels], step).result()   # == net.forward(..., train=True); net.backward()
 
 How: the first call with a given set of input shapes runs eagerly (it also loads every kernel);
 the second captures ``net.forward`` + the device-side costs + ``net.backward`` on a private stream,
 with every array of the capture taken from a private CuPy memory pool that nothing else allocates
 from, so the addresses the graph uses stay its own; the inputs are copied into static device buffers
-that the graph reads. Every later call copies its batch into those buffers, replays the graph, copies
-the costs to the host (the one host synchronisation of a step) and points the layers' saved state
-(outputs, gradients, what a backward keeps) back at the graph's arrays, so `Net.update`,
-`Net.grads` and `Net.outputs` see this step's values. Another input shape (the short last batch of
-an epoch) runs eagerly; only one shape is captured.
+that the graph reads, and the step number into a device scalar that the dropout kernels read (so the
+masks change every replay exactly as in eager steps). cuBLAS calls (fc layers, Winograd convs) go
+through `pyconvnet.cuda.blas`, whose handle for the private stream is made before the capture. Every
+later call copies its batch into those buffers, writes the step, and replays the graph; `run` returns
+at once with a `PendingCosts`, whose ``result()`` copies the costs to the host (the one host
+synchronisation of a step) and points the layers' saved state (outputs, gradients, what a backward
+keeps) back at the graph's arrays, so `Net.update`, `Net.grads` and `Net.outputs` see this step's
+values. Another input shape (the short last batch of an epoch) runs eagerly; only one shape is
+captured.
 
 A replay computes exactly what the eager step computes (the same kernels on the same data, in the
 same order): the results are bit-identical. What cannot be captured runs eagerly, and the reason is
-in ``StepGraph.blocker``: not the GPU backend, ``PYCONVNET_CUDA_GRAPHS=0``, or a dropout layer in
-training (its mask depends on the step number, which a graph would freeze). A failed capture also
-falls back to eager steps for good, with the error in ``blocker``.
+in ``StepGraph.blocker``: not the GPU backend, ``PYCONVNET_CUDA_GRAPHS=0``, or ops that run on the
+host. A failed capture also falls back to eager steps for good, with the error in ``blocker``.
 """
 from __future__ import annotations
 
@@ -47,9 +50,8 @@ def cublas_allowed() -> bool:
 
 @contextlib.contextmanager
 def without_cublas():
-    """Within the block the CUDA ops call no cuBLAS (CuPy refuses cuBLAS calls during stream capture):
-    fc ops run as 1x1 convolutions through kernels/conv.cu and conv takes no Winograd path. A step
-    graph runs all its steps, captured or eager, inside this, so every step computes the same way."""
+    """Within the block the CUDA ops call no cuBLAS: fc ops run as 1x1 convolutions through
+    kernels/conv.cu and conv takes no Winograd path (a way to check one path against the other)."""
     token = _NO_CUBLAS.set(True)
     try:
         yield
@@ -65,14 +67,26 @@ def graph_blocker(net) -> str | None:
         return f"{ENV}=0"
     if net.backend.fallbacks:
         return f"ops run on the host: {', '.join(net.backend.fallbacks)}"
-    for l in net.layers:
-        if l.type in ("dropout", "dropout2") and l.learn["enable"]:
-            return f"dropout layer {l.name!r} draws a new mask every step"
     return None
 
 
 def _copy_state(v):
     return dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v
+
+
+class PendingCosts:
+    """The costs of a training step that may still be running on the GPU: ``result()`` waits for the
+    step and returns forward's {cost layer: (cost_sum, nerr, nerr_topk)}."""
+
+    def __init__(self, net, costs=None, rows=None, names=None, stream=None):
+        self._net, self._costs, self._rows, self._names, self._stream = net, costs, rows, names, stream
+
+    def result(self):
+        if self._costs is None:
+            host = self._rows.get(stream=self._stream)  # waits for the step
+            self._costs = {k: self._net._host_cost(k, row) for k, row in zip(self._names, host)}
+            self._rows = None
+        return self._costs
 
 
 class StepGraph:
@@ -85,42 +99,56 @@ class StepGraph:
         self.graph = None
         self.replays = 0
         self._seen = set()
+        self._device_costs = net.backend.name == "gpu" and not net.backend.fallbacks
         if self.blocker is None:
+            import weakref
+
             import cupy
+
+            from . import blas
 
             self._cp = cupy
             self.stream = cupy.cuda.Stream(non_blocking=True)
             self.pool = cupy.cuda.MemoryPool()
+            weakref.finalize(self, blas.release, self.stream)
 
     @property
     def active(self) -> bool:
         return self.graph is not None
 
-    def run(self, data, step: int):
-        """``net.forward(data, train=True, step=step)`` then ``net.backward()``; returns the costs."""
+    def run(self, data, step: int) -> PendingCosts:
+        """``net.forward(data, train=True, step=step)`` then ``net.backward()``, enqueued; the returned
+        `PendingCosts` waits for them."""
         if self.blocker is None:
-            with without_cublas():
-                return self._run(data, step)
-        costs = self.net.forward(data, train=True, step=step)
-        self.net.backward()
-        return costs
+            key = self._key(data)
+            if key is not None and key == self.key:
+                return self._replay(data, step)
+            if key is not None and self.graph is None and key in self._seen:
+                try:
+                    return self._capture(key, data, step)
+                except Exception as e:  # anything a capture cannot do: eager from now on
+                    self.blocker = f"capture failed: {type(e).__name__}: {e}"
+                    self.graph = None
+            elif key is not None:
+                self._seen.add(key)
+        return self._eager(data, step)
 
-    def _run(self, data, step):
+    def _eager(self, data, step):
         net = self.net
-        key = self._key(data)
-        if key is not None and key == self.key:
-            return self._replay(data)
-        if key is not None and self.graph is None and key in self._seen:
-            try:
-                return self._capture(key, data, step)
-            except Exception as e:  # anything a capture cannot do: eager from now on
-                self.blocker = f"capture failed: {type(e).__name__}: {e}"
-                self.graph = None
-        elif key is not None:
-            self._seen.add(key)
-        costs = net.forward(data, train=True, step=step)
+        if not self._device_costs:
+            costs = net.forward(data, train=True, step=step)
+            net.backward()
+            return PendingCosts(net, costs)
+        net._device_costs = True  # the costs stay on the device until result()
+        try:
+            costs = net.forward(data, train=True, step=step)
+        finally:
+            net._device_costs = False
         net.backward()
-        return costs
+        import cupy
+
+        names = list(costs)
+        return PendingCosts(net, rows=cupy.stack([costs[k] for k in names]), names=names)
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -135,28 +163,34 @@ class StepGraph:
             key.append((tuple(a.shape), np.dtype(a.dtype).str))
         return tuple(key)
 
-    def _load(self, data):
-        """Copy this step's inputs into the graph's static buffers (on the graph's stream)."""
+    def _load(self, data, step):
+        """Copy this step's inputs into the graph's static buffers and the step into its scalar (on the
+        graph's stream, after what the caller's stream has queued so far)."""
         cp = self._cp
+        self.stream.wait_event(cp.cuda.get_current_stream().record())
         with self.stream:
             for buf, a in zip(self._inputs, data):
                 if isinstance(a, cp.ndarray):
                     buf[...] = a
                 else:  # through the net's pinned staging buffers, without waiting
                     self.net._get_stager().to_device(np.asarray(a), out=buf, stream=self.stream)
+            self._step.fill(step)
 
     def _capture(self, key, data, step):
+        from . import blas
+
         cp, net = self._cp, self.net
-        self._inputs = [cp.empty(s, np.dtype(d)) for s, d in key]
-        # the stream starts after everything queued so far on the caller's stream (the last update)
-        self.stream.wait_event(cp.cuda.get_current_stream().record())
-        self._load(data)
+        blas.prepare(self.stream)  # cuBLAS's handle for this stream, made outside the capture
+        with cp.cuda.using_allocator(self.pool.malloc):
+            self._inputs = [cp.empty(s, np.dtype(d)) for s, d in key]
+            self._step = cp.zeros((), np.int64)
+        self._load(data, step)
         names = list(net.costs)
         with cp.cuda.using_allocator(self.pool.malloc), self.stream:
             self.stream.begin_capture()
             try:
                 net._device_costs = True
-                costs = net.forward(self._inputs, train=True, step=step)
+                costs = net._forward(self._inputs, True, self._step)
                 net.backward()
                 self._costs = cp.stack([costs[k] for k in names])
             finally:
@@ -168,17 +202,15 @@ class StepGraph:
                              for l in net.layers]
         return self._launch()
 
-    def _replay(self, data):
-        self.stream.wait_event(self._cp.cuda.get_current_stream().record())
-        self._load(data)
+    def _replay(self, data, step):
+        self._load(data, step)
         self._restore()
         return self._launch()
 
     def _launch(self):
         self.graph.launch(stream=self.stream)
-        host = self._costs.get(stream=self.stream)  # synchronises the stream: step done
         self.replays += 1
-        return {k: self.net._host_cost(k, row) for k, row in zip(self._names, host)}
+        return PendingCosts(self.net, rows=self._costs, names=self._names, stream=self.stream)
 
     def _restore(self):
         net = self.net

@@ -1,8 +1,7 @@
-"""Fully connected layers on the GPU: cuBLAS SGEMM/DGEMM through CuPy (no TF32: CuPy uses full fp32
-unless CUPY_TF32=1 is set, which pyconvnet never does). Inside `pyconvnet.cuda.graph.without_cublas`
-(CUDA-graph capture: CuPy refuses cuBLAS calls while a stream captures) they run as 1x1 convolutions
-through kernels/conv.cu instead: x (F_in, N) is the image (F_in, 1, 1, N), w the filters
-(F_in, 1, 1, F_out).
+"""Fully connected layers on the GPU: cuBLAS SGEMM/DGEMM through `pyconvnet.cuda.blas` (full fp32, no
+TF32; its handles also work inside a CUDA-graph capture). Inside `pyconvnet.cuda.graph.without_cublas`
+they run as 1x1 convolutions through kernels/conv.cu instead: x (F_in, N) is the image (F_in, 1, 1, N),
+w the filters (F_in, 1, 1, F_out).
 
 Same functions, arguments and checks as the NumPy reference ``pyconvnet.ops.fc`` (layouts there),
 on C-contiguous float32/float64 CuPy arrays, plus an ``out`` keyword: a C-contiguous CuPy array of the
@@ -21,11 +20,21 @@ def _devices(op, **arrays):
             check_device_array(op, name, a)
 
 
-def _matmul(op, a, b, out, shape, like):
+def _gemm(op, transa, transb, m, n, k, a, lda, b, ldb, out, shape, like):
+    """``out`` (new when None) of row-major ``shape`` = the column-major cuBLAS product (see blas.gemm)."""
     import cupy
 
+    from .. import blas
+
     _out_check(op, out, shape, like)
-    return cupy.matmul(a, b, out=out)
+    if out is None:
+        out = cupy.empty(shape, like.dtype)
+    if out.size:
+        if k:
+            blas.gemm(transa, transb, m, n, k, a, lda, b, ldb, out, ldc=m)
+        else:
+            out.fill(0)
+    return out
 
 
 def _kernels_only() -> bool:
@@ -54,7 +63,10 @@ def fc_fwd(x, w, b=None, *, out=None):
         _out_check("fc_fwd", out, shape, x)
         y = conv.conv_fwd(_img(x), _img(w), b, out=None if out is None else _img(out))
         return y.reshape(shape) if out is None else out
-    y = _matmul("fc_fwd", w.T, x, out, (w.shape[1], x.shape[1]), x)
+    F_in, F_out = w.shape
+    N = x.shape[1]
+    # column-major: Y (N x F_out) = X (N x F_in) @ W^T, W = w seen as F_out x F_in
+    y = _gemm("fc_fwd", False, True, N, F_out, F_in, x, N, w, F_out, out, (F_out, N), x)
     if b is not None:
         y += b
     return y
@@ -70,7 +82,10 @@ def fc_bwd_data(dy, w, *, out=None):
         _out_check("fc_bwd_data", out, shape, dy)
         dx = conv.conv_bwd_data(_img(dy), _img(w), (1, 1), out=None if out is None else _img(out))
         return dx.reshape(shape) if out is None else out
-    return _matmul("fc_bwd_data", w, dy, out, (w.shape[0], dy.shape[1]), dy)
+    F_in, F_out = w.shape
+    N = dy.shape[1]
+    # column-major: DX (N x F_in) = DY (N x F_out) @ W (F_out x F_in)
+    return _gemm("fc_bwd_data", False, False, N, F_in, F_out, dy, N, w, F_out, out, (F_in, N), dy)
 
 
 def fc_bwd_filter(dy, x, *, out=None):
@@ -83,4 +98,6 @@ def fc_bwd_filter(dy, x, *, out=None):
         _out_check("fc_bwd_filter", out, shape, dy)
         dw = conv.conv_bwd_filter(_img(dy), _img(x), 1, out=None if out is None else _img(out))
         return dw.reshape(shape) if out is None else out
-    return _matmul("fc_bwd_filter", x, dy.T, out, (x.shape[0], dy.shape[0]), dy)
+    F_in, F_out, N = x.shape[0], dy.shape[0], x.shape[1]
+    # column-major: DW (F_out x F_in) = DY^T (F_out x N) @ X (N x F_in)
+    return _gemm("fc_bwd_filter", True, False, F_out, F_in, N, dy, N, x, N, out, (F_in, F_out), dy)

@@ -390,13 +390,10 @@ def splits_per_chunk(S: int, TS: int, N: int, C: int, K: int, R: int, itemsize: 
 
 
 def _blas():
-    """(CuPy's cuBLAS module, the current device's handle); the CPU tests replace this function."""
-    import cupy
-    try:
-        from cupy_backends.cuda.libs import cublas
-    except ImportError:  # CuPy releases before cupy_backends
-        from cupy.cuda import cublas
-    return cublas, cupy.cuda.device.get_cublas_handle()
+    """(cuBLAS module, handle bound to the current stream) from `pyconvnet.cuda.blas`, whose handles also
+    work inside a CUDA-graph capture; the CPU tests replace this function."""
+    from .. import blas
+    return blas.prepare()
 
 
 def gemm_nt(v, d, mb, batch: int, C: int, K: int, depth: int, beta: float) -> None:
