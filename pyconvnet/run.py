@@ -160,7 +160,10 @@ def write_features(net, test, layer, path, out):
     Path(path).mkdir(parents=True, exist_ok=True)
     n_files = 0
     for i, batch in enumerate(test.iter_test(), 1):
-        data = batch.data[0] if isinstance(batch.data[0], (list, tuple)) else batch.data
+        images, labels = batch.data
+        if isinstance(images, (list, tuple)):  # multiview testing: the plain centre crop (view 4)
+            images = images[4]
+        data = [images, labels]
         net.forward(data, train=False, step=0)
         feats = to_host(net.outputs(layer))
         n = feats.shape[-1]

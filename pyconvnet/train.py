@@ -148,16 +148,40 @@ class Trainer:
                 self._train_epoch(epoch, nb)
         return self.history
 
+    def _feed(self, provider):
+        """The `pyconvnet.cuda.feed.DeviceFeed` of ``provider`` on the GPU backend (uint8 uploads on a
+        copy stream, crops/flips/mean on the device), or None: the provider's float data is used."""
+        if self.net.backend.name != "gpu" or not hasattr(provider, "make_raw"):
+            return None
+        feeds = self.__dict__.setdefault("_feeds", {})
+        if id(provider) not in feeds:
+            from .cuda.feed import DeviceFeed
+            feeds[id(provider)] = DeviceFeed(provider.mean, provider.size, self.net.dtype)
+        return feeds[id(provider)]
+
     def _train_epoch(self, epoch, nb):
         bar = ProgressBar(self.out, nb, f"epoch {epoch}/{self.epochs}")
         t0 = time.perf_counter()
         n_img = 0
         sums = [0.0, 0.0, 0]
         last_idx = 0
+        feed = self._feed(self.train_data)
         while True:
-            batch = self.train_data.next_batch()
+            if feed is None:
+                batch = self.train_data.next_batch()
+                data = batch.data
+            else:
+                batch = self.train_data.next_batch(raw=True)
+                data = feed.get((batch.epoch, batch.batch_idx), batch.data)
             n = batch.data[1].shape[0]
-            costs = self.net.train_step(batch.data, step=self.step)  # forward + backward
+            pending = self.net.train_step_async(data, step=self.step)  # forward + backward
+            last = batch.epoch == self.epochs and batch.batch_idx == nb
+            if feed is not None and not last and not self._stop:
+                # the next batch goes to the GPU on the copy stream while this step computes; the
+                # provider does not move (its position is what a checkpoint saves)
+                nxt = self.train_data.peek_batch(raw=True)
+                feed.prefetch((nxt.epoch, nxt.batch_idx), nxt.data)
+            costs = pending.result()
             cost, nerr, _ = self._main_cost(costs)
             if not all(math.isfinite(c[0]) for c in costs.values()):
                 bad = ", ".join(f"{k}={c[0]}" for k, c in costs.items())
@@ -208,19 +232,36 @@ class Trainer:
                 return c
         return next(iter(costs.values()))
 
+    def test_batches(self):
+        """One pass over the test set as ``[images, labels]`` (images: a list of views with
+        multiview testing), on the GPU through the test provider's device feed (each batch uploaded
+        while the one before is evaluated)."""
+        feed = self._feed(self.test_data)
+        if feed is None:
+            for batch in self.test_data.iter_test():
+                yield batch.data
+            return
+        prev = None
+        for batch in self.test_data.iter_test(raw=True):
+            up = feed.upload(batch.data)
+            if prev is not None:
+                yield feed.take(prev)
+            prev = up
+        if prev is not None:
+            yield feed.take(prev)
+
     def evaluate(self):
         """Cost and error over the whole test set; returns (cost/case, err, top-k err, images/s)."""
         t0 = time.perf_counter()
         tot = [0.0, 0, 0, 0]
         topk_seen = False
-        for batch in self.test_data.iter_test():
-            views = batch.data if self.multiview else None
-            if views is not None and isinstance(views[0], (list, tuple)):
-                c, e, k = multiview_scores(self.net, views)
-                n = int(views[0][1].shape[0])
+        for data in self.test_batches():
+            images, labels = data
+            n = int(labels.shape[0])
+            if isinstance(images, (list, tuple)):
+                c, e, k = multiview_scores(self.net, [[v, labels] for v in images])
             else:
-                c, e, k = self._main_cost(self.net.forward(batch.data, train=False, step=self.step))
-                n = int(batch.data[1].shape[0])
+                c, e, k = self._main_cost(self.net.forward(data, train=False, step=self.step))
             tot[0] += c
             tot[1] += e or 0
             if k is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import namedtuple
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -30,7 +30,15 @@ class DataError(ValueError):
 Batch = namedtuple("Batch", "epoch batch_idx data")
 Batch.__doc__ = """One minibatch: ``epoch`` (1-based), ``batch_idx`` (1-based within the epoch) and
 ``data`` = [images, labels]: images float32 (C, S, S, n) C-contiguous and mean-subtracted (with
-multiview testing, a list of 10 such arrays, one per view), labels int64 (n,)."""
+multiview testing, a list of 10 such arrays, one per view), labels int64 (n,). With ``raw=True``
+``data`` is a `RawBatch` instead."""
+
+RawBatch = namedtuple("RawBatch", "images labels views")
+RawBatch.__doc__ = """A minibatch before cropping and mean subtraction (what the GPU feed uploads):
+``images`` uint8 (n, C, H, W) as the source stores them, ``labels`` int64 (n,), ``views`` a list of
+``(geometry, shift)``: geometry int32 (n, 3) rows (crop top, crop left, mirror 0/1) of
+`augment.pack_geometry`, shift None or float32 (n, C) colour shifts. One view for training and plain
+testing, the 10 of multiview testing otherwise. `Provider.finish` turns it into the float data."""
 
 _RANGE_PART = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
@@ -145,7 +153,7 @@ class Provider:
         self._perm = (None, None)                 # (epoch, permutation) cache
         self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="pyconvnet-prefetch") \
             if workers > 0 else None
-        self._pending = None                       # ((epoch, position), Future)
+        self._pending = None                       # ((epoch, position, raw), Future)
         self._lock = threading.Lock()
 
     # -- sizes ---------------------------------------------------------------------------------
@@ -170,13 +178,17 @@ class Provider:
                 self._perm = (epoch, perm)
         return perm[lo:hi]
 
-    def make_batch(self, epoch: int, b: int):
-        """Return ``[images, labels]`` of minibatch ``b`` (0-based) of ``epoch`` without moving."""
+    def make_raw(self, epoch: int, b: int) -> RawBatch:
+        """The `RawBatch` of minibatch ``b`` (0-based) of ``epoch``, without moving."""
         idx = self._indices(epoch, b)
         imgs = self.source.load(idx)
         labels = np.asarray(self.source.labels[idx], dtype=np.int64)
         n, C, H, W = imgs.shape
         S = self.size
+
+        def geometry(oy, ox, flip):
+            return augment.pack_geometry(oy, ox, flip, H, W, S)
+
         if self.train:
             geo, col = (np.random.Generator(np.random.PCG64(s))
                         for s in np.random.SeedSequence([self.seed, epoch, b]).spawn(2))
@@ -188,21 +200,37 @@ class Provider:
             shift = None
             if self.color_noise > 0:
                 shift = augment.lighting_shift(*self.pca, self.color_noise, n, col)
-            return [augment.prepare(imgs, self.mean, oy, ox, S, flip, shift), labels]
+            return RawBatch(imgs, labels, [(geometry(oy, ox, flip), shift)])
         if self.multiview:
             views = []
             for mirror in (False, True):
                 for y, x in augment.multiview_offsets(H, W, S):
-                    o = np.full(n, y, dtype=np.intp), np.full(n, x, dtype=np.intp)
-                    views.append(augment.prepare(imgs, self.mean, *o, S,
-                                                 np.full(n, mirror) if mirror else None))
-            return [views, labels]
+                    views.append((geometry(np.full(n, y), np.full(n, x), np.full(n, mirror)), None))
+            return RawBatch(imgs, labels, views)
         y, x = augment.centre_offset(H, W, S)
-        o = np.full(n, y, dtype=np.intp), np.full(n, x, dtype=np.intp)
-        return [augment.prepare(imgs, self.mean, *o, S, None), labels]
+        return RawBatch(imgs, labels, [(geometry(np.full(n, y), np.full(n, x), None), None)])
+
+    def finish(self, raw: RawBatch):
+        """``[images, labels]`` (float32 (C, S, S, n), mean-subtracted; a list of views for multiview
+        testing) from a `RawBatch`: what the GPU feed computes on the device, bit for bit."""
+        imgs, S = raw.images, self.size
+        out = []
+        for geom, shift in raw.views:
+            flip = geom[:, 2].astype(bool)
+            out.append(augment.prepare(imgs, self.mean, geom[:, 0], geom[:, 1], S,
+                                       flip if flip.any() else None, shift))
+        return [out if self.multiview else out[0], raw.labels]
+
+    def make_batch(self, epoch: int, b: int, raw: bool = False):
+        """Return ``[images, labels]`` (or with ``raw`` the `RawBatch`) of minibatch ``b``
+        (0-based) of ``epoch`` without moving."""
+        r = self.make_raw(epoch, b)
+        return r if raw else self.finish(r)
 
     # -- iteration ------------------------------------------------------------------------------
     def _take_pending(self, key):
+        """The prefetched data for ``key`` = (epoch, position, raw), or None (anything else that was
+        prefetched is dropped)."""
         pending, self._pending = self._pending, None
         if pending is None:
             return None
@@ -211,22 +239,39 @@ class Provider:
         pending[1].cancel()
         return None
 
-    def next_batch(self) -> Batch:
-        """Return the next minibatch and advance; training order is shuffled per epoch."""
+    def _get(self, key):
+        data = self._take_pending(key)
+        return self.make_batch(*key) if data is None else data
+
+    def next_batch(self, raw: bool = False) -> Batch:
+        """Return the next minibatch and advance; training order is shuffled per epoch. ``raw``:
+        its `RawBatch` (uint8, uncropped) instead of the float data."""
         epoch, b = self.epoch, self.position
-        data = self._take_pending((epoch, b))
-        if data is None:
-            data = self.make_batch(epoch, b)
+        data = self._get((epoch, b, bool(raw)))
         self.position += 1
         if self.position == self.batches_per_epoch:
             self.epoch, self.position = self.epoch + 1, 0
-        if self._prefetcher is not None:
-            key = (self.epoch, self.position)
-            self._pending = (key, self._prefetcher.submit(self.make_batch, *key))
+        self._prefetch((self.epoch, self.position, bool(raw)))
         return Batch(epoch, b + 1, data)
 
-    def iter_test(self):
-        """Yield one pass over all cases, in order, as Batch(epoch, batch_idx, data).
+    def peek_batch(self, raw: bool = False) -> Batch:
+        """The minibatch `next_batch` will return next, without advancing: the provider's state (the
+        one checkpoints save) does not move, so a caller can start copying the next batch to the GPU
+        while the current step runs."""
+        key = (self.epoch, self.position, bool(raw))
+        data = self._get(key)
+        fut = Future()
+        fut.set_result(data)
+        self._pending = (key, fut)  # next_batch(raw) takes it from here
+        return Batch(key[0], key[1] + 1, data)
+
+    def _prefetch(self, key):
+        if self._prefetcher is not None:
+            self._pending = (key, self._prefetcher.submit(self.make_batch, *key))
+
+    def iter_test(self, raw: bool = False):
+        """Yield one pass over all cases, in order, as Batch(epoch, batch_idx, data) (``raw``:
+        data is a `RawBatch`).
 
         Does not change the provider's state. Each minibatch is built while the previous one is
         being used (one batch ahead in the background thread when ``workers`` > 0).
@@ -234,10 +279,10 @@ class Provider:
         nb = self.batches_per_epoch
         ahead = None
         for b in range(nb):
-            data = ahead.result() if ahead is not None else self.make_batch(self.epoch, b)
+            data = ahead.result() if ahead is not None else self.make_batch(self.epoch, b, raw)
             ahead = None
             if self._prefetcher is not None and b + 1 < nb:
-                ahead = self._prefetcher.submit(self.make_batch, self.epoch, b + 1)
+                ahead = self._prefetcher.submit(self.make_batch, self.epoch, b + 1, raw)
             yield Batch(self.epoch, b + 1, data)
 
     # -- state ----------------------------------------------------------------------------------
