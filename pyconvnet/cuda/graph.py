@@ -110,7 +110,7 @@ class StepGraph:
             self._cp = cupy
             self.stream = cupy.cuda.Stream(non_blocking=True)
             self.pool = cupy.cuda.MemoryPool()
-            weakref.finalize(self, blas.release, self.stream)
+            weakref.finalize(self, blas.release, self.stream).atexit = False
 
     @property
     def active(self) -> bool:

@@ -390,10 +390,10 @@ def splits_per_chunk(S: int, TS: int, N: int, C: int, K: int, R: int, itemsize: 
 
 
 def _blas():
-    """(cuBLAS module, handle bound to the current stream) from `pyconvnet.cuda.blas`, whose handles also
-    work inside a CUDA-graph capture; the CPU tests replace this function."""
+    """(cuBLAS functions with CuPy's names, handle bound to the current stream) from
+    `pyconvnet.cuda.blas`, which also work inside a CUDA-graph capture; the CPU tests replace this."""
     from .. import blas
-    return blas.prepare()
+    return blas.capi(), blas.prepare()
 
 
 def gemm_nt(v, d, mb, batch: int, C: int, K: int, depth: int, beta: float) -> None:
