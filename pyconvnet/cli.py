@@ -85,7 +85,8 @@ def build_parser():
     t.add_argument("--seed", type=_positive, default=S)
     t.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     t.add_argument("--gpu", type=_positive, default=0, help="CUDA device number")
-    t.add_argument("--workers", type=_positive, default=S, help="data loading threads")
+    t.add_argument("--workers", type=_positive, default=S,
+                   help="image-decoding processes (image folders); 0: no background work at all")
     s = sub.add_parser("show", help="plots from a checkpoint (cuda-convnet's shownet)")
     s.add_argument("checkpoint", help="checkpoint file or folder")
     s.add_argument("--out", default=None, help="folder for the PNG files (default: beside it)")

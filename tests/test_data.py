@@ -360,7 +360,7 @@ def test_image_folders(tmp_path):
         assert shown.shape == (6, 12, 12, 3) and shown.dtype == np.uint8
         want = np.array([COLOURS[c] for c in ("ant", "ant", "bee", "bee", "cat", "cat")])
         assert np.abs(shown.astype(int) - want[:, None, None, :]).max() <= 3   # jpeg slack
-        # background decode threads give the same batches as inline decoding
+        # the decoding processes give the same batches as inline decoding
         tr0, te0 = make_provider("images", str(tmp_path), workers=0, **kw)
         np.testing.assert_array_equal(x, epoch_of(tr0)[0])
         tr0.close(), te0.close()
