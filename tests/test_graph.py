@@ -227,7 +227,8 @@ def test_pinned_staging_keeps_every_batch():
     for o in outs:
         np.testing.assert_array_equal(o.get(), rng.standard_normal((64, 1000)).astype(np.float32))
     s = cp.cuda.Stream(non_blocking=True)
-    buf = cp.full((3, 7), np.nan, cp.float64)
+    buf = cp.full((3, 7), np.nan, cp.float64)  # filled on the current stream: s must wait for that
+    s.wait_event(cp.cuda.get_current_stream().record())
     want = np.arange(21.0).reshape(3, 7)
     assert st.to_device(want, out=buf, stream=s) is buf
     s.synchronize()

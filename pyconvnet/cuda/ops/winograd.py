@@ -11,7 +11,7 @@ with the filters flipped in both taps and C <-> K swapped, so the output is exac
 Algorithm (A = alpha = R + 1, tiles of 2 x 2 outputs, T = ceil(OH/2) * ceil(OW/2) tiles):
   U[a] = G g G^T                   (A*A, KO, CI)  winograd_filter_transform
   V[a] = B^T d B per tile and n    (A*A, CI, TC*N) winograd_input_transform, for a chunk of TC tiles
-  M[a] = U[a] @ V[a]               (A*A, KO, TC*N) cupy.matmul on the stacked arrays
+  M[a] = U[a] @ V[a]               (A*A, KO, TC*N) one strided-batched cuBLAS GEMM (`gemm_nn`)
   y    = A^T m A (+ bias)          (KO, OH, OW, N)  winograd_output_transform, in-range outputs only
 The tiles are processed in chunks so that V and M together stay under ``WORKSPACE_BYTES`` (all of
 AlexNet's layers at batch 128 take one chunk). U, V and M come from CuPy's memory pool.
@@ -36,9 +36,9 @@ Transform matrices: Toom-Cook from exact fractions (`matrices`) with interpolati
 Lagrange denominators moved into G so that B^T and A^T hold small integers. kernels/winograd.cu holds
 them as compile-time constants (`c_tables` generates that text; the tests check the copy).
 
-TF32: CuPy's batched matmul calls cublasGemmStridedBatchedEx with compute type CUDA_R_32F and
-CUBLAS_GEMM_DEFAULT on a handle in CUBLAS_DEFAULT_MATH, i.e. plain FP32 SGEMM; CUPY_TF32 only affects
-2-D dot/tensordot, and NVIDIA_TF32_OVERRIDE=1 would force TF32 process-wide. `tf32_risk` reports either
+TF32: the GEMMs are cublasSgemmStridedBatched calls on pyconvnet's own handles (pyconvnet.cuda.blas), in
+CUBLAS_DEFAULT_MATH, i.e. plain FP32 SGEMM; only NVIDIA_TF32_OVERRIDE=1 would force TF32 process-wide
+(CUPY_TF32 affects CuPy's own dot/tensordot, which these are not). `tf32_risk` reports either
 variable, and the automatic choice (`pays`) then keeps the direct kernels.
 
 Measured float32 error (NumPy float32 emulation of this algorithm, x ~ N(0,1), w ~ N(0, 0.01..0.05),
@@ -409,6 +409,18 @@ def gemm_nt(v, d, mb, batch: int, C: int, K: int, depth: int, beta: float) -> No
       v.data.ptr, depth, C * depth, b.ctypes.data, mb.data.ptr, K, C * K, batch)
 
 
+def gemm_nn(u, v, m, batch: int, KO: int, CI: int, P: int) -> None:
+    """M[b] = U[b] @ V[b] for b < batch, one strided-batched cuBLAS call on the current stream (no TF32).
+    U (batch, KO, CI), V (batch, CI, P), M (batch, KO, P): C-contiguous device buffers of one float dtype.
+    In cuBLAS's column-major terms M[b] is P x KO (ld P) = V[b] (P x CI, ld P) @ U[b] (CI x KO, ld CI).
+    (CuPy's matmul cannot be part of a CUDA graph: see pyconvnet.cuda.blas.)"""
+    cublas, handle = _blas()
+    f = cublas.sgemmStridedBatched if np.dtype(v.dtype) == np.float32 else cublas.dgemmStridedBatched
+    one, zero = np.ones((), v.dtype), np.zeros((), v.dtype)
+    f(handle, cublas.CUBLAS_OP_N, cublas.CUBLAS_OP_N, P, KO, CI, one.ctypes.data, v.data.ptr, P, CI * P,
+      u.data.ptr, CI, KO * CI, zero.ctypes.data, m.data.ptr, P, KO * P, batch)
+
+
 # --- dispatch -------------------------------------------------------------------------------------
 
 def tf32_risk() -> bool:
@@ -469,7 +481,7 @@ def run(src, w, bias, out, pad: int, OH: int, OW: int, bwd: bool, limits: Device
         m = mbuf[:A * A * KO * tc * N].reshape(A * A, KO, tc * N)
         ip = input_plan(CI, tc, N, R, dt.itemsize, vec_in, lim)
         launch(ip.kernel, dt, ip.grid, ip.block, src, v, CI, H, W, N, pad, TW, t0, tc, tc, **ip.tvals)
-        cupy.matmul(u, v, out=m)
+        gemm_nn(u, v, m, A * A, KO, CI, tc * N)
         op = output_plan(KO, tc, N, R, dt.itemsize, vec_out, lim)
         launch(op.kernel, dt, op.grid, op.block, m, bias if has_bias else out, out, KO, OH, OW, N, TW, t0, tc,
                int(has_bias), **op.tvals)
