@@ -25,8 +25,8 @@ color_noise=0.0, multiview=False, seed=0, mini=128, workers=2, **kw) -> (train, 
   0..255 scale the same sigma would shift colours by hundreds of levels.
 - ``seed``: shuffling and augmentation; a batch is a pure function of (seed, epoch, position).
 - ``mini``: minibatch size (the last minibatch of an epoch may be smaller).
-- ``workers``: background threads (0: everything inline). Every provider builds the next
-  minibatch in one background thread; ``images`` also decodes with a pool of ``workers`` threads.
+- ``workers``: background work (0: everything inline). Every provider builds the next two
+  minibatches in one background thread; ``images`` also decodes with ``workers`` worker processes.
 - ``kw``: ``images``: ``image_size`` (side of the decoded square; default ``round(inner_size*8/7)``
   when cropping, else 256), ``mean_samples`` (1000); ``synthetic``: ``batch_size`` (1000),
   ``data_seed`` (0; the data set depends on it, not on ``seed``). Unknown keys are an error.
@@ -38,12 +38,17 @@ A provider (:class:`Provider`) has ``data_dims`` {0: (C, S, S), 1: ()}, ``num_cl
   epoch; data = [images float32 (C, S, S, n) C-contiguous, mean-subtracted; labels int64 (n,)].
   Training providers visit all cases once per epoch in an order shuffled per (seed, epoch); test
   providers go in file order.
+- ``next_batch(raw=True)`` / ``peek_batch(raw=False)`` / ``iter_test(raw=False)``: with ``raw`` the
+  data is a ``RawBatch`` (uint8 images as stored, labels, crop corners/flips/colour shifts per view)
+  that ``finish(raw)`` turns into the float data on the host, bit for bit what the GPU feed
+  (``pyconvnet.cuda.feed.DeviceFeed``) computes on the device; ``peek_batch`` returns the batch
+  ``next_batch`` will return next, without advancing.
 - ``iter_test()``: yields one in-order pass of Batches without changing the state (for testing).
 - ``get_state() -> dict`` (JSON-serialisable: epoch, position, seed, mini, num_cases, train) and
   ``set_state(dict)``: a provider restored from a checkpoint yields exactly the batches an
   uninterrupted run would have (crops, flips and colour noise included).
 - ``to_display(images) -> uint8 (N, S, S, 3)``: adds back the (centre-cropped) mean.
-- ``close()`` (or use as a context manager): stops the worker threads.
+- ``close()`` (or use as a context manager): stops the background thread and decoding processes.
 
 Pixels are float32 on 0..255 minus the per-pixel mean image of the training set: ``data_mean`` of
 ``batches.meta`` when present (cifar), else computed over the training batches (cifar, synthetic)

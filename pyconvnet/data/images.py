@@ -84,9 +84,10 @@ def decode(path, size: int) -> np.ndarray:
                 im.draft("RGB", (-(-w * size // short), -(-h * size // short)))
             scale_w, scale_h = im.size[0] / w, im.size[1] / h   # draft may have shrunk it
             im = im.convert("RGB")
-            box = ((w - short) / 2 * scale_w, (h - short) / 2 * scale_h,
-                   (w + short) / 2 * scale_w, (h + short) / 2 * scale_h)
-            im = im.resize((size, size), Image.Resampling.BILINEAR, box=box)
+            if im.size != (size, size):  # (a square image of the right size is used as it is)
+                box = ((w - short) / 2 * scale_w, (h - short) / 2 * scale_h,
+                       (w + short) / 2 * scale_w, (h + short) / 2 * scale_h)
+                im = im.resize((size, size), Image.Resampling.BILINEAR, box=box)
             return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
     except DataError:
         raise

@@ -110,6 +110,8 @@ class Provider:
     ``multiview`` the 10 views of :func:`augment.multiview_offsets`.
     """
 
+    PREFETCH = 2  # minibatches the background thread builds ahead of next_batch
+
     def __init__(self, source, *, mean, train, inner_size=0, color_noise=0.0, pca=None,
                  multiview=False, seed=0, mini=128, workers=2, label_names=None,
                  num_classes=None, name="data"):
@@ -153,7 +155,7 @@ class Provider:
         self._perm = (None, None)                 # (epoch, permutation) cache
         self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="pyconvnet-prefetch") \
             if workers > 0 else None
-        self._pending = None                       # ((epoch, position, raw), Future)
+        self._pending = {}                         # (epoch, position, raw) -> Future, in order
         self._lock = threading.Lock()
 
     # -- sizes ---------------------------------------------------------------------------------
@@ -229,15 +231,14 @@ class Provider:
 
     # -- iteration ------------------------------------------------------------------------------
     def _take_pending(self, key):
-        """The prefetched data for ``key`` = (epoch, position, raw), or None (anything else that was
-        prefetched is dropped)."""
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return None
-        if pending[0] == key:
-            return pending[1].result()
-        pending[1].cancel()
-        return None
+        """The prefetched data for ``key`` = (epoch, position, raw), or None; with ``key`` None every
+        prefetch is dropped."""
+        fut = self._pending.pop(key, None) if key is not None else None
+        if key is None:
+            for f in self._pending.values():
+                f.cancel()
+            self._pending.clear()
+        return None if fut is None else fut.result()
 
     def _get(self, key):
         data = self._take_pending(key)
@@ -251,7 +252,7 @@ class Provider:
         self.position += 1
         if self.position == self.batches_per_epoch:
             self.epoch, self.position = self.epoch + 1, 0
-        self._prefetch((self.epoch, self.position, bool(raw)))
+        self._prefetch(bool(raw))
         return Batch(epoch, b + 1, data)
 
     def peek_batch(self, raw: bool = False) -> Batch:
@@ -262,12 +263,25 @@ class Provider:
         data = self._get(key)
         fut = Future()
         fut.set_result(data)
-        self._pending = (key, fut)  # next_batch(raw) takes it from here
+        self._pending[key] = fut  # next_batch(raw) takes it from here
         return Batch(key[0], key[1] + 1, data)
 
-    def _prefetch(self, key):
-        if self._prefetcher is not None:
-            self._pending = (key, self._prefetcher.submit(self.make_batch, *key))
+    def _prefetch(self, raw: bool):
+        """Have the background thread build the next ``PREFETCH`` minibatches (in order), dropping
+        prefetches of any other minibatch."""
+        if self._prefetcher is None:
+            return
+        keys, (e, p) = [], (self.epoch, self.position)
+        for _ in range(self.PREFETCH):
+            keys.append((e, p, raw))
+            p += 1
+            if p == self.batches_per_epoch:
+                e, p = e + 1, 0
+        for k in [k for k in self._pending if k not in keys]:
+            self._pending.pop(k).cancel()
+        for k in keys:
+            if k not in self._pending:
+                self._pending[k] = self._prefetcher.submit(self.make_batch, *k)
 
     def iter_test(self, raw: bool = False):
         """Yield one pass over all cases, in order, as Batch(epoch, batch_idx, data) (``raw``:
