@@ -14,15 +14,10 @@ from pyconvnet import checkpoint
 from pyconvnet.data import ArraySource, Provider
 from pyconvnet.data.provider import RawBatch
 
-from test_train import TINY_DEF, TINY_PARAMS, common, run
+import test_train
+from test_train import common, run
 
-
-@pytest.fixture
-def tiny(tmp_path):
-    d, p = tmp_path / "layers-tiny.cfg", tmp_path / "layer-params-tiny.cfg"
-    d.write_text(TINY_DEF)
-    p.write_text(TINY_PARAMS)
-    return d, p
+tiny = test_train.tiny  # the small net with dropout of the CLI tests, as a fixture here too
 
 
 def _source(n=37, C=3, H=12, seed=0):

@@ -55,6 +55,18 @@ def blocks(n: int, per: int):
     return [(lo, min(n, lo + per)) for lo in range(0, n, per)]
 
 
+def per_worker(n: int, make):
+    """Per-thread scratch for ``run_tasks(fn, n)``: the returned ``get(worker)`` gives each worker
+    its own ``make()`` result, made on its first use."""
+    made = [None] * workers(n)
+
+    def get(worker):
+        if made[worker] is None:
+            made[worker] = make()
+        return made[worker]
+    return get
+
+
 def run_tasks(fn, n: int) -> None:
     """Call ``fn(i, worker)`` for i in range(n) on ``workers(n)`` threads (the calling thread is
     one of them). Tasks are handed out in increasing order of i, each to the next free thread;

@@ -29,7 +29,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from pyconvnet.ops._check import check_array, check_int, check_same_dtype, fail
-from pyconvnet.ops._parallel import OrderedSum, blocks, run_tasks, single_threaded_blas, workers
+from pyconvnet.ops._parallel import OrderedSum, blocks, per_worker, run_tasks, single_threaded_blas
 
 # Bytes of one im2col chunk: large enough for efficient matmuls, small enough to stay in a core's
 # cache (2 MiB of L2 per core here) while its matmul reads it; one chunk per thread at a time.
@@ -200,15 +200,14 @@ def _fwd_padded(xp, w, b, groups, stride, OH, OW):
     b3 = None if b is None else b.reshape(K, -1, 1)  # (K, 1, 1) shared, (K, OH*OW, 1) untied
     rects = list(_chunks(OH, OW, Cg * R * R * N * xp.itemsize))
     tasks = [(g, rect) for g in range(groups) for rect in rects]
-    bufs = [None] * workers(len(tasks))
+    scratch = per_worker(len(tasks), lambda: _buffer(rects, Cg * R * R, N, xp.dtype))
 
     def task(i, worker):
         g, rect = tasks[i]
-        if bufs[worker] is None:
-            bufs[worker] = _buffer(rects, Cg * R * R, N, xp.dtype)
+        buf = scratch(worker)
         ks = slice(g * Kg, (g + 1) * Kg)
         oy0, oy1, ox0, ox1 = rect
-        cols = _im2col(xp, g * Cg, (g + 1) * Cg, R, stride, rect, bufs[worker])
+        cols = _im2col(xp, g * Cg, (g + 1) * Cg, R, stride, rect, buf)
         q0, q1 = oy0 * OW + ox0, oy0 * OW + ox0 + (oy1 - oy0) * (ox1 - ox0)
         out = y2[ks, q0 * N:q1 * N]
         np.matmul(w2[:, ks].T, cols, out=out)
@@ -269,18 +268,17 @@ def conv_bwd_data(dy, w, img_size, *, padding=0, stride=1, groups=1):
     # adding into its own channels of dx, chunk after chunk as on one thread).
     tasks = [(g, c0, c1) for g in range(groups) for c0, c1 in blocks(Cg, -(-Cg // BWD_DATA_BLOCKS))]
     cb = tasks[0][2] - tasks[0][1]
-    bufs = [None] * workers(len(tasks))
+    scratch = per_worker(len(tasks), lambda: _buffer(rects, cb * R * R, N, dy.dtype))
 
     def task(i, worker):
         g, c0, c1 = tasks[i]
-        if bufs[worker] is None:
-            bufs[worker] = _buffer(rects, cb * R * R, N, dy.dtype)
+        buf = scratch(worker)
         wg = w2[c0 * R * R:c1 * R * R, g * Kg:(g + 1) * Kg]
         for rect in rects:
             oy0, oy1, ox0, ox1 = rect
             q0 = (oy0 * OW + ox0) * N
             q1 = q0 + (oy1 - oy0) * (ox1 - ox0) * N
-            dcols = bufs[worker][:(c1 - c0) * R * R * (q1 - q0)].reshape((c1 - c0) * R * R, q1 - q0)
+            dcols = buf[:(c1 - c0) * R * R * (q1 - q0)].reshape((c1 - c0) * R * R, q1 - q0)
             np.matmul(wg, dy2[g * Kg:(g + 1) * Kg, q0:q1], out=dcols)
             d6 = dcols.reshape(c1 - c0, R, R, oy1 - oy0, ox1 - ox0, N)
             _col2im_add(dxp, g * Cg + c0, g * Cg + c1, R, stride, rect, d6)
@@ -386,15 +384,14 @@ def conv_bwd_filter(dy, x, filter_size, *, padding=0, stride=1, groups=1):
     dy2 = dy.reshape(K, OH * OW * N)
     rects = list(_chunks(OH, OW, Cg * R * R * N * x.itemsize))
     tasks = [(g, j, rect) for g in range(groups) for j, rect in enumerate(rects)]
-    bufs = [None] * workers(len(tasks))
+    scratch = per_worker(len(tasks), lambda: _buffer(rects, Cg * R * R, N, x.dtype))
     total = OrderedSum(len(tasks))  # each group's partials added in chunk order
 
     def task(i, worker):
         g, j, rect = tasks[i]
-        if bufs[worker] is None:
-            bufs[worker] = _buffer(rects, Cg * R * R, N, x.dtype)
+        buf = scratch(worker)
         dwg = dw2[:, g * Kg:(g + 1) * Kg]
-        cols = _im2col(xp, g * Cg, (g + 1) * Cg, R, stride, rect, bufs[worker])
+        cols = _im2col(xp, g * Cg, (g + 1) * Cg, R, stride, rect, buf)
         q0 = (rect[0] * OW + rect[2]) * N
         dyg = dy2[g * Kg:(g + 1) * Kg, q0:q0 + cols.shape[1]].T
         if j == 0:  # the first partial goes straight into dw (= 0 + partial)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pyconvnet.ops._parallel import blocks, run_tasks, single_threaded_blas, workers
+from pyconvnet.ops._parallel import blocks, per_worker, run_tasks, single_threaded_blas
 from pyconvnet.ops.conv import (BWD_DATA_BLOCKS, _buffer, _chunks, _col2im_add, _pad, _window_view,
                                 check_bwd_data, check_bwd_filter, check_fwd)
 
@@ -54,15 +54,14 @@ def local_fwd(x, w, b=None, *, padding=0, stride=1, groups=1):
     w3 = w.reshape(OH * OW, CRR, K)
     rects = list(_chunks(OH, OW, CRR * N * x.itemsize))
     tasks = [(g, rect) for g in range(groups) for rect in rects]
-    bufs = [None] * workers(len(tasks))
+    scratch = per_worker(len(tasks), lambda: _buffer(rects, CRR, N, x.dtype))
 
     def task(i, worker):
         g, rect = tasks[i]
-        if bufs[worker] is None:
-            bufs[worker] = _buffer(rects, CRR, N, x.dtype)
+        buf = scratch(worker)
         ks = slice(g * Kg, (g + 1) * Kg)
         q0, q1 = _positions(rect, OW)
-        cols = _local_cols(xp, g * Cg, (g + 1) * Cg, R, stride, rect, bufs[worker])
+        cols = _local_cols(xp, g * Cg, (g + 1) * Cg, R, stride, rect, buf)
         np.matmul(w3[q0:q1, :, ks].transpose(0, 2, 1), cols, out=y3[ks, q0:q1].transpose(1, 0, 2))
 
     with single_threaded_blas():
@@ -87,18 +86,17 @@ def local_bwd_data(dy, w, img_size, *, padding=0, stride=1, groups=1):
     rects = list(_chunks(OH, OW, CRR * N * dy.itemsize))
     tasks = [(g, c0, c1) for g in range(groups) for c0, c1 in blocks(Cg, -(-Cg // BWD_DATA_BLOCKS))]
     cb = tasks[0][2] - tasks[0][1]
-    bufs = [None] * workers(len(tasks))
+    scratch = per_worker(len(tasks), lambda: _buffer(rects, cb * R * R, N, dy.dtype))
 
     def task(i, worker):
         g, c0, c1 = tasks[i]
-        if bufs[worker] is None:
-            bufs[worker] = _buffer(rects, cb * R * R, N, dy.dtype)
+        buf = scratch(worker)
         ks = slice(g * Kg, (g + 1) * Kg)
         rows = slice(c0 * R * R, c1 * R * R)
         for rect in rects:
             oy0, oy1, ox0, ox1 = rect
             q0, q1 = _positions(rect, OW)
-            dcols = bufs[worker][:(q1 - q0) * (c1 - c0) * R * R * N].reshape(q1 - q0, -1, N)
+            dcols = buf[:(q1 - q0) * (c1 - c0) * R * R * N].reshape(q1 - q0, -1, N)
             np.matmul(w3[q0:q1, rows, ks], dy3[ks, q0:q1].transpose(1, 0, 2), out=dcols)
             d6 = dcols.reshape(oy1 - oy0, ox1 - ox0, c1 - c0, R, R, N).transpose(2, 3, 4, 0, 1, 5)
             _col2im_add(dxp, g * Cg + c0, g * Cg + c1, R, stride, rect, d6)
@@ -125,15 +123,14 @@ def local_bwd_filter(dy, x, filter_size, *, padding=0, stride=1, groups=1):
     dy3 = dy.reshape(K, OH * OW, N)
     rects = list(_chunks(OH, OW, CRR * N * x.itemsize))
     tasks = [(g, rect) for g in range(groups) for rect in rects]
-    bufs = [None] * workers(len(tasks))
+    scratch = per_worker(len(tasks), lambda: _buffer(rects, CRR, N, x.dtype))
 
     def task(i, worker):
         g, rect = tasks[i]
-        if bufs[worker] is None:
-            bufs[worker] = _buffer(rects, CRR, N, x.dtype)
+        buf = scratch(worker)
         ks = slice(g * Kg, (g + 1) * Kg)
         q0, q1 = _positions(rect, OW)
-        cols = _local_cols(xp, g * Cg, (g + 1) * Cg, R, stride, rect, bufs[worker])
+        cols = _local_cols(xp, g * Cg, (g + 1) * Cg, R, stride, rect, buf)
         np.matmul(cols, dy3[ks, q0:q1].transpose(1, 2, 0), out=dw3[q0:q1, :, ks])
 
     with single_threaded_blas():
