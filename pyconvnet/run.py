@@ -105,7 +105,7 @@ def _run(args, opts, ckpt, net, train, test, meta, out):
               f"{train.num_classes} classes, minibatch {opts['mini']}\n")
     save_path = opts["save_path"]
     trainer = Trainer(net, train, test, epochs=opts["epochs"], test_freq=opts["test_freq"],
-                      save_path=save_path, meta=meta, multiview=opts["multiview_test"], out=out)
+                      save_path=save_path, meta=meta, out=out)
     if ckpt is not None:
         trainer.restore(*ckpt)
         out.write(f"resumed from {checkpoint.checkpoint_file(args.load_file)} at step "

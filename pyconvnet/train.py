@@ -6,6 +6,11 @@ and writes an atomic checkpoint every ``test_freq`` minibatches and at the end o
 stops with `TrainingDiverged` as soon as a cost is NaN or infinite, leaving the last good checkpoint
 in place.
 
+On the GPU backend the providers hand out raw uint8 minibatches, which a
+`pyconvnet.cuda.feed.DeviceFeed` per provider copies on its own CUDA stream and crops, mirrors and
+mean-subtracts on the device; while step k runs, the trainer peeks at minibatch k+1 (the provider does
+not move) and starts its copy. Steps go through `Net.train_step_async`, so the host waits once per step.
+
 Everything that decides what happens next is in the checkpoint: the weights and momentum buffers,
 the step counter (which keys the dropout masks), the provider's position (which fixes the order,
 crops and flips of the remaining minibatches) and the history, so a run that is stopped and resumed
@@ -84,13 +89,12 @@ class Trainer:
     """
 
     def __init__(self, net, train_data, test_data, *, epochs, test_freq=0, save_path=None,
-                 meta=None, multiview=False, out=None):
+                 meta=None, out=None):
         self.net, self.train_data, self.test_data = net, train_data, test_data
         self.epochs = int(epochs)
         self.test_freq = int(test_freq)
         self.save_path = save_path
         self.meta = dict(meta or {})
-        self.multiview = multiview
         self.out = out if out is not None else sys.stdout
         self.step = 0
         self.history = History()
