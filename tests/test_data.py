@@ -366,6 +366,40 @@ def test_image_folders(tmp_path):
         tr0.close(), te0.close()
 
 
+def test_decoder_processes_serve_several_threads_and_report_a_dead_worker(tmp_path):
+    """Two threads load at once (the provider's two prefetch threads): each gets exactly its images.
+    A worker process that dies makes the next load a one-line DataError, not a hang."""
+    import threading
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(24):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 256, (10 + i % 3, 12, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    src = images.FolderSource(paths, np.zeros(24, np.int64), 8, workers=3)
+    want = np.stack([images.decode(p, 8) for p in paths])
+    got = {}
+
+    def load(k):
+        got[k] = src.load(np.arange(k, 24, 2))
+    threads = [threading.Thread(target=load, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in (0, 1):
+        np.testing.assert_array_equal(got[k], want[k::2])
+    src._pool._procs[1].kill()
+    src._pool._procs[1].wait()
+    deadline = time.time() + 10
+    while not src._pool._dead[1] and time.time() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(DataError, match="a decoding worker process stopped"):
+        src.load(np.arange(6))
+    src.close()
+
+
 def test_decode_resizes_centre_square(tmp_path):
     yy, xx = np.mgrid[0:120, 0:200]
     arr = np.stack([xx, yy * 2, 255 - xx], axis=-1).clip(0, 255).astype(np.uint8)

@@ -26,7 +26,7 @@ color_noise=0.0, multiview=False, seed=0, mini=128, workers=2, **kw) -> (train, 
 - ``seed``: shuffling and augmentation; a batch is a pure function of (seed, epoch, position).
 - ``mini``: minibatch size (the last minibatch of an epoch may be smaller).
 - ``workers``: background work (0: everything inline). Every provider builds the next two
-  minibatches in one background thread; ``images`` also decodes with ``workers`` worker processes.
+  minibatches in two background threads; ``images`` also decodes with ``workers`` worker processes.
 - ``kw``: ``images``: ``image_size`` (side of the decoded square; default ``round(inner_size*8/7)``
   when cropping, else 256), ``mean_samples`` (1000); ``synthetic``: ``batch_size`` (1000),
   ``data_seed`` (0; the data set depends on it, not on ``seed``). Unknown keys are an error.
@@ -48,7 +48,7 @@ A provider (:class:`Provider`) has ``data_dims`` {0: (C, S, S), 1: ()}, ``num_cl
   ``set_state(dict)``: a provider restored from a checkpoint yields exactly the batches an
   uninterrupted run would have (crops, flips and colour noise included).
 - ``to_display(images) -> uint8 (N, S, S, 3)``: adds back the (centre-cropped) mean.
-- ``close()`` (or use as a context manager): stops the background thread and decoding processes.
+- ``close()`` (or use as a context manager): stops the background threads and decoding processes.
 
 Pixels are float32 on 0..255 minus the per-pixel mean image of the training set: ``data_mean`` of
 ``batches.meta`` when present (cifar), else computed over the training batches (cifar, synthetic)

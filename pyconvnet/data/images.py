@@ -15,12 +15,14 @@ a CUDA-using trainer).
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import threading
+from concurrent.futures import Future
 
 import numpy as np
 
@@ -102,55 +104,79 @@ def _shared_dir():
 
 
 class DecoderPool:
-    """``workers`` decoding processes (started on first use); `decode_rows` splits a minibatch over them."""
+    """``workers`` decoding processes (started on first use). `decode_rows` splits a minibatch over
+    them; several threads may call it at once (the provider builds two minibatches ahead), and the
+    requests of all of them queue up at the workers, so a worker starts on the next minibatch while
+    the slowest one finishes the current."""
 
     def __init__(self, workers: int):
         self.workers = int(workers)
         self._procs = []
-        self._lock = threading.Lock()  # one minibatch at a time (each is split over all workers)
+        self._queues = []    # per worker: deque of the Futures of its requests, in order
+        self._dead = []      # per worker: its process has gone (its reply stream ended)
+        self._lock = threading.Lock()
+        self._turn = 0       # the worker that gets the first chunk of the next minibatch
 
     def _start(self):
         env = dict(os.environ)
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self._procs = [subprocess.Popen([sys.executable, "-m", "pyconvnet.data._decoder"],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        env=env) for _ in range(self.workers)]
+        for _ in range(self.workers):
+            p = subprocess.Popen([sys.executable, "-m", "pyconvnet.data._decoder"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True, env=env)
+            q = collections.deque()
+            threading.Thread(target=self._read, args=(len(self._procs), p, q), daemon=True,
+                             name="pyconvnet-decoder-reply").start()
+            self._procs.append(p)
+            self._queues.append(q)
+            self._dead.append(False)
+
+    def _read(self, w, p, q):
+        """Answer worker ``w``'s requests in order, with None or its one-line error."""
+        with p.stdout:
+            for line in p.stdout:
+                q.popleft().set_result(json.loads(line).get("error"))
+        with self._lock:  # the worker is gone: its pending requests fail, and it gets no more
+            if w < len(self._dead):
+                self._dead[w] = True
+            while q:
+                q.popleft().set_result(f"images: a decoding worker process stopped (exit status "
+                                       f"{p.wait()})")
 
     def decode_rows(self, files, size: int) -> np.ndarray:
-        """uint8 (len(files), 3, size, size): every file decoded by `decode`."""
+        """uint8 (len(files), 3, size, size): every file decoded by `decode` (a copy-on-write map of
+        the rows the workers wrote)."""
         shape = (len(files), 3, size, size)
         fd, path = tempfile.mkstemp(prefix="pyconvnet-batch-", dir=_shared_dir())
         try:
             os.ftruncate(fd, int(np.prod(shape)))
+            futures = []
             with self._lock:
                 if not self._procs:
                     self._start()
-                per = -(-len(files) // len(self._procs))
-                busy = []
-                for p, lo in zip(self._procs, range(0, len(files), per)):
+                if any(self._dead):
+                    raise DataError("images: a decoding worker process stopped (exit status "
+                                    f"{self._procs[self._dead.index(True)].poll()})")
+                nw = len(self._procs)
+                per = -(-len(files) // nw)
+                for j, lo in enumerate(range(0, len(files), per)):
+                    w = (self._turn + j) % nw
+                    fut = Future()
+                    self._queues[w].append(fut)
                     req = {"path": path, "shape": shape, "start": lo, "files": files[lo:lo + per]}
-                    p.stdin.write(json.dumps(req) + "\n")
-                    p.stdin.flush()
-                    busy.append(p)
-                errors = [self._reply(p) for p in busy]
-            err = next((e for e in errors if e), None)
+                    self._procs[w].stdin.write(json.dumps(req) + "\n")
+                    self._procs[w].stdin.flush()
+                    futures.append(fut)
+                self._turn = (self._turn + len(futures)) % nw
+            err = next((e for e in (f.result() for f in futures) if e), None)
             if err:
                 raise DataError(err)
-            with open(fd, "rb", closefd=False) as f:
-                return np.fromfile(f, np.uint8).reshape(shape)
+            return np.asarray(np.memmap(path, np.uint8, "c", shape=shape))  # outlives the file's name
         except (BrokenPipeError, OSError) as e:
             raise DataError(f"images: a decoding worker process stopped ({e})") from None
         finally:
             os.close(fd)
             os.unlink(path)
-
-    @staticmethod
-    def _reply(p):
-        line = p.stdout.readline()
-        if not line:
-            return f"images: a decoding worker process stopped (exit status {p.poll()})"
-        return json.loads(line).get("error")
 
     def close(self) -> None:
         with self._lock:
@@ -164,8 +190,7 @@ class DecoderPool:
                     p.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     p.kill()
-                p.stdout.close()
-            self._procs = []
+            self._procs, self._queues, self._dead = [], [], []
 
 
 class FolderSource:

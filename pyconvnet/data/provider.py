@@ -110,7 +110,7 @@ class Provider:
     ``multiview`` the 10 views of :func:`augment.multiview_offsets`.
     """
 
-    PREFETCH = 2  # minibatches the background thread builds ahead of next_batch
+    PREFETCH = 2  # minibatches built ahead of next_batch, each in its own background thread
 
     def __init__(self, source, *, mean, train, inner_size=0, color_noise=0.0, pca=None,
                  multiview=False, seed=0, mini=128, workers=2, label_names=None,
@@ -153,7 +153,7 @@ class Provider:
         self.data_dims = {0: (C, self.size, self.size), 1: ()}
         self.epoch, self.position = 1, 0
         self._perm = (None, None)                 # (epoch, permutation) cache
-        self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="pyconvnet-prefetch") \
+        self._prefetcher = ThreadPoolExecutor(self.PREFETCH, thread_name_prefix="pyconvnet-prefetch") \
             if workers > 0 else None
         self._pending = {}                         # (epoch, position, raw) -> Future, in order
         self._lock = threading.Lock()
@@ -267,8 +267,8 @@ class Provider:
         return Batch(key[0], key[1] + 1, data)
 
     def _prefetch(self, raw: bool):
-        """Have the background thread build the next ``PREFETCH`` minibatches (in order), dropping
-        prefetches of any other minibatch."""
+        """Have the background threads build the next ``PREFETCH`` minibatches, dropping prefetches
+        of any other minibatch."""
         if self._prefetcher is None:
             return
         keys, (e, p) = [], (self.epoch, self.position)
