@@ -60,10 +60,16 @@ def test_fc_as_1x1_conv_mapping(monkeypatch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("gemm", ["cublas", "kernels"])
+@pytest.mark.parametrize("gemm", ["cublas", "cupy", "kernels"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("fin,fout", [(1, 1), (7, 5), (4096, 1000), (37, 129)])
-def test_fc_matches_reference(fin, fout, dtype, gemm):
+def test_fc_matches_reference(fin, fout, dtype, gemm, monkeypatch):
+    """cublas: pyconvnet's own cuBLAS calls; cupy: CuPy's matmul, where those are unavailable;
+    kernels: 1x1 convolutions (inside without_cublas)."""
+    from pyconvnet.cuda import blas
+
+    if gemm == "cupy":
+        monkeypatch.setattr(blas, "available", lambda: False)
     with without_cublas() if gemm == "kernels" else contextlib.nullcontext():
         _fc_matches_reference(fin, fout, dtype)
 

@@ -78,6 +78,18 @@ def api():
     return _api[0]
 
 
+def available() -> bool:
+    """Whether this process can call cuBLAS directly (Linux: the library CuPy loaded is found through
+    /proc/self/maps). Where it cannot, the ops fall back to CuPy's cuBLAS calls, which work everywhere
+    but not inside a CUDA-graph capture (training steps then run eagerly)."""
+    if not _api:
+        try:
+            api()
+        except (ImportError, OSError, AttributeError, RuntimeError):
+            return False
+    return True
+
+
 def capi():
     """CuPy-style names for the strided-batched GEMMs (see the module docstring) plus the op codes."""
     a = api()

@@ -20,13 +20,16 @@ def _devices(op, **arrays):
             check_device_array(op, name, a)
 
 
-def _gemm(op, transa, transb, m, n, k, a, lda, b, ldb, out, shape, like):
-    """``out`` (new when None) of row-major ``shape`` = the column-major cuBLAS product (see blas.gemm)."""
+def _gemm(op, transa, transb, m, n, k, a, lda, b, ldb, out, shape, like, rowmajor):
+    """``out`` (new when None) of row-major ``shape`` = the column-major cuBLAS product (see blas.gemm);
+    where pyconvnet cannot call cuBLAS itself, ``cupy.matmul(*rowmajor)`` (the same product)."""
     import cupy
 
     from .. import blas
 
     _out_check(op, out, shape, like)
+    if not blas.available():
+        return cupy.matmul(*rowmajor, out=out)
     if out is None:
         out = cupy.empty(shape, like.dtype)
     if out.size:
@@ -66,7 +69,7 @@ def fc_fwd(x, w, b=None, *, out=None):
     F_in, F_out = w.shape
     N = x.shape[1]
     # column-major: Y (N x F_out) = X (N x F_in) @ W^T, W = w seen as F_out x F_in
-    y = _gemm("fc_fwd", False, True, N, F_out, F_in, x, N, w, F_out, out, (F_out, N), x)
+    y = _gemm("fc_fwd", False, True, N, F_out, F_in, x, N, w, F_out, out, (F_out, N), x, (w.T, x))
     if b is not None:
         y += b
     return y
@@ -85,7 +88,7 @@ def fc_bwd_data(dy, w, *, out=None):
     F_in, F_out = w.shape
     N = dy.shape[1]
     # column-major: DX (N x F_in) = DY (N x F_out) @ W (F_out x F_in)
-    return _gemm("fc_bwd_data", False, False, N, F_in, F_out, dy, N, w, F_out, out, (F_in, N), dy)
+    return _gemm("fc_bwd_data", False, False, N, F_in, F_out, dy, N, w, F_out, out, (F_in, N), dy, (w, dy))
 
 
 def fc_bwd_filter(dy, x, *, out=None):
@@ -100,4 +103,5 @@ def fc_bwd_filter(dy, x, *, out=None):
         return dw.reshape(shape) if out is None else out
     F_in, F_out, N = x.shape[0], dy.shape[0], x.shape[1]
     # column-major: DW (F_out x F_in) = DY^T (F_out x N) @ X (N x F_in)
-    return _gemm("fc_bwd_filter", True, False, F_out, F_in, N, dy, N, x, N, out, (F_in, F_out), dy)
+    return _gemm("fc_bwd_filter", True, False, F_out, F_in, N, dy, N, x, N, out, (F_in, F_out), dy,
+                 (x, dy.T))

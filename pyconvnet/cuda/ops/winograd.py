@@ -393,7 +393,14 @@ def _blas():
     """(cuBLAS functions with CuPy's names, handle bound to the current stream) from
     `pyconvnet.cuda.blas`, which also work inside a CUDA-graph capture; the CPU tests replace this."""
     from .. import blas
-    return blas.capi(), blas.prepare()
+    if blas.available():
+        return blas.capi(), blas.prepare()
+    import cupy  # CuPy's bindings, with CuPy's handle: fine, but not inside a CUDA-graph capture
+    try:
+        from cupy_backends.cuda.libs import cublas
+    except ImportError:  # CuPy releases before cupy_backends
+        from cupy.cuda import cublas
+    return cublas, cupy.cuda.device.get_cublas_handle()
 
 
 def gemm_nt(v, d, mb, batch: int, C: int, K: int, depth: int, beta: float) -> None:
