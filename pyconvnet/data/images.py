@@ -7,7 +7,8 @@ with Pillow, converted to RGB, and the centred square of side = its short side i
 ``draft`` when that still leaves the short side >= ``image_size``). Decoding runs in ``workers``
 worker processes (`DecoderPool`; Pillow holds Python's GIL for part of every image, so threads stop
 scaling at a few cores: on a 16-core machine 16 decoding threads fed an AlexNet run 1,800 images/s),
-each writing its share of a minibatch straight into a memory-mapped file in /dev/shm; the provider
+each writing its share of a minibatch straight into a memory-mapped file in /dev/shm (nameless on
+Linux: the workers open it as /proc/<pid>/fd/<n>); the provider
 builds the next minibatch in a background thread while the current one is in use. The workers are
 plain ``python -m pyconvnet.data._decoder`` processes talking JSON lines over pipes: nothing of the
 parent is forked or re-imported, so they work the same under any main program (a script, a notebook,
@@ -148,6 +149,11 @@ class DecoderPool:
         the rows the workers wrote)."""
         shape = (len(files), 3, size, size)
         fd, path = tempfile.mkstemp(prefix="pyconvnet-batch-", dir=_shared_dir())
+        named = path
+        proc = f"/proc/{os.getpid()}/fd/{fd}"
+        if os.path.exists(proc):  # Linux: the file loses its name at once, so a killed run leaves none
+            os.unlink(path)
+            path, named = proc, None
         try:
             os.ftruncate(fd, int(np.prod(shape)))
             futures = []
@@ -176,7 +182,8 @@ class DecoderPool:
             raise DataError(f"images: a decoding worker process stopped ({e})") from None
         finally:
             os.close(fd)
-            os.unlink(path)
+            if named is not None:
+                os.unlink(named)
 
     def close(self) -> None:
         with self._lock:
