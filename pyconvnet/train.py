@@ -100,6 +100,7 @@ class Trainer:
         self.history = History()
         self.last_checkpoint = None
         self._stop = False
+        self._feeds = {}  # "train" / "test" -> DeviceFeed (GPU backend), made on first use
 
     # ----------------------------------------------------------------- state
     def state_meta(self):
@@ -157,11 +158,11 @@ class Trainer:
         copy stream, crops/flips/mean on the device), or None: the provider's float data is used."""
         if self.net.backend.name != "gpu" or not hasattr(provider, "make_raw"):
             return None
-        feeds = self.__dict__.setdefault("_feeds", {})
-        if id(provider) not in feeds:
+        key = "train" if provider is self.train_data else "test"
+        if key not in self._feeds:
             from .cuda.feed import DeviceFeed
-            feeds[id(provider)] = DeviceFeed(provider.mean, provider.size, self.net.dtype)
-        return feeds[id(provider)]
+            self._feeds[key] = DeviceFeed(provider.mean, provider.size, self.net.dtype)
+        return self._feeds[key]
 
     def _train_epoch(self, epoch, nb):
         bar = ProgressBar(self.out, nb, f"epoch {epoch}/{self.epochs}")
