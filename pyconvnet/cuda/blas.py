@@ -21,6 +21,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from .._libs import mapped_libraries
+
 WORKSPACE_BYTES = 32 << 20  # cuBLAS's recommendation for Hopper
 OP_N, OP_T = 0, 1           # cublasOperation_t
 
@@ -47,9 +49,7 @@ def _library():
         importlib.import_module("cupy_backends.cuda.libs.cublas")  # loads libcublas
     except ImportError:  # CuPy releases before cupy_backends
         importlib.import_module("cupy.cuda.cublas")
-    with open("/proc/self/maps") as f:
-        paths = {line.split()[-1] for line in f if "/libcublas.so" in line}
-    paths = sorted(p for p in paths if re.search(r"/libcublas\.so[.\d]*$", p))
+    paths = mapped_libraries(lambda p: re.search(r"/libcublas\.so[.\d]*$", p) is not None)
     if not paths:
         raise RuntimeError("pyconvnet.cuda.blas: CuPy's cuBLAS library is not loaded in this process")
     return ctypes.CDLL(paths[0])
@@ -133,13 +133,12 @@ def release(stream) -> None:
         api().cublasDestroy_v2(entry[0])
 
 
-def gemm(transa: bool, transb: bool, m: int, n: int, k: int, a, lda: int, b, ldb: int, c, ldc: int,
-         beta: float = 0.0) -> None:
-    """C = op(A) @ op(B) + beta * C in cuBLAS's column-major terms (C is m x n), on the current stream.
+def gemm(transa: bool, transb: bool, m: int, n: int, k: int, a, lda: int, b, ldb: int, c, ldc: int) -> None:
+    """C = op(A) @ op(B) in cuBLAS's column-major terms (C is m x n), on the current stream.
     ``a``, ``b``, ``c``: CuPy arrays of one float dtype (float32: SGEMM, float64: DGEMM)."""
     handle = prepare()
     dt = np.dtype(c.dtype)
     f = api().cublasSgemm_v2 if dt == np.float32 else api().cublasDgemm_v2
-    one, bt = np.ones((), dt), np.array(beta, dt)
+    one, zero = np.ones((), dt), np.zeros((), dt)
     f(handle, OP_T if transa else OP_N, OP_T if transb else OP_N, m, n, k, one.ctypes.data,
-      a.data.ptr, lda, b.data.ptr, ldb, bt.ctypes.data, c.data.ptr, ldc)
+      a.data.ptr, lda, b.data.ptr, ldb, zero.ctypes.data, c.data.ptr, ldc)

@@ -161,8 +161,8 @@ def launch(kernel: Kernel, dtype, grid, block, *args, shmem: int = 0, **tvals) -
     ``grid`` and ``block`` are ints or tuples of up to 3 ints; ``shmem`` bytes of dynamic shared memory
     (above 48 KiB the kernel is first allowed that much); ``tvals`` fill the kernel's template. ``args``
     follow ``kernel.args``: CuPy arrays (or None: a null pointer) for ``p``, Python numbers for the
-    scalars, which are cast to their exact C type on both paths. Raises RuntimeError (extension) or CuPy's error (RawModule)
-    when the launch fails.
+    scalars, which are cast to their exact C type on both paths. Raises RuntimeError (extension) or
+    CuPy's error (RawModule) when the launch fails.
     """
     import cupy
 
@@ -173,10 +173,12 @@ def launch(kernel: Kernel, dtype, grid, block, *args, shmem: int = 0, **tvals) -
     if shmem > 48 * 1024:
         _allow_shared(fn, handle, shmem)
     if path == "extension":
-        vals = tuple((0 if a is None else a.data.ptr) if c == "p" else a for c, a in zip(kernel.args, args))
+        vals = tuple((0 if a is None else a.data.ptr) if c == "p" else a
+                     for c, a in zip(kernel.args, args))
         fn.launch(handle, grid, block, shmem, cupy.cuda.get_current_stream().ptr, sig, vals)
     else:
-        cast = {"p": lambda a: np.uintp(0) if a is None else a, "i": np.int32, "l": np.int64, "f": dtype.type, "F": np.float32}
+        cast = {"p": lambda a: np.uintp(0) if a is None else a, "i": np.int32, "l": np.int64,
+                "f": dtype.type, "F": np.float32}
         fn(grid, block, tuple(cast[c](a) for c, a in zip(kernel.args, args)), shared_mem=shmem)
 
 
