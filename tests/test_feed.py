@@ -92,6 +92,20 @@ def test_peeking_moves_nothing():
         p.close()
 
 
+def test_buffer_ring_hands_out_each_keys_buffers_in_turn():
+    from pyconvnet.cuda.feed import _Ring
+
+    made = []
+
+    def make():
+        made.append(object())
+        return made[-1]
+    ring = _Ring(2)
+    got = [ring.next("a", make) for _ in range(5)]
+    assert got == [made[0], made[1], made[0], made[1], made[0]] and len(made) == 2
+    assert ring.next("b", make) is made[2]  # another key has buffers of its own
+
+
 def test_multiview_testing_through_the_trainer(tiny):
     code, out, err = run(*common(tiny, "--epochs", "1", "--multiview-test", "1"))
     assert code == 0, err

@@ -14,27 +14,38 @@ from __future__ import annotations
 import numpy as np
 
 
+class _Ring:
+    """``slots`` buffers per key, handed out in turn: ``next(key, make)`` returns the key's next one,
+    made by ``make()`` on its first turn."""
+
+    def __init__(self, slots: int):
+        self.slots = int(slots)
+        self._bufs = {}  # key -> [buffer or None] * slots
+        self._turn = {}
+
+    def next(self, key, make):
+        bufs = self._bufs.setdefault(key, [None] * self.slots)
+        i = self._turn.get(key, 0)
+        self._turn[key] = (i + 1) % self.slots
+        if bufs[i] is None:
+            bufs[i] = make()
+        return bufs[i]
+
+
 class Stager:
     """Asynchronous host-to-device copies through double-buffered pinned memory, per (shape, dtype)."""
 
     def __init__(self, slots: int = 2):
-        self.slots = int(slots)
-        self._bufs = {}  # (shape, dtype) -> list of [pinned host array, event of its last copy or None]
-        self._turn = {}
+        self._ring = _Ring(slots)  # (shape, dtype) -> [pinned host array, event of its last copy or None]
 
     def _slot(self, shape, dtype):
-        import cupy
+        def make():
+            import cupy
 
-        key = (tuple(shape), np.dtype(dtype).str)
-        slots = self._bufs.setdefault(key, [None] * self.slots)
-        i = self._turn.get(key, 0)
-        self._turn[key] = (i + 1) % self.slots
-        if slots[i] is None:
             n = int(np.prod(shape, dtype=np.int64))
             mem = cupy.cuda.alloc_pinned_memory(max(n * np.dtype(dtype).itemsize, 1))
-            host = np.frombuffer(mem, np.dtype(dtype), n).reshape(shape)
-            slots[i] = [host, None]
-        return slots[i]
+            return [np.frombuffer(mem, np.dtype(dtype), n).reshape(shape), None]
+        return self._ring.next((tuple(shape), np.dtype(dtype).str), make)
 
     def to_device(self, a, *, out=None, stream=None):
         """A CuPy copy of the NumPy array ``a`` (or ``out`` filled with it), enqueued on ``stream``
@@ -91,9 +102,7 @@ class DeviceFeed:
         self.mean = cupy.asarray(np.ascontiguousarray(mean, dtype=self.dtype))
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.stager = Stager(slots)
-        self.slots = int(slots)
-        self._slots = {}  # array signature -> [slot dict or None] * slots
-        self._turn = {}
+        self._ring = _Ring(slots)  # array signature -> {"bufs": device arrays, "consumed": event}
         self._ahead = None  # (tag, _Upload)
 
     def _host_arrays(self, raw):
@@ -110,14 +119,10 @@ class DeviceFeed:
         """Enqueue the copies of ``raw`` on the copy stream; returns without waiting."""
         cp = self._cp
         arrays, shifted = self._host_arrays(raw)
-        sig = tuple((a.shape, a.dtype.str) for a in arrays)
-        slots = self._slots.setdefault(sig, [None] * self.slots)
-        i = self._turn.get(sig, 0)
-        self._turn[sig] = (i + 1) % self.slots
-        if slots[i] is None:
+        def make():
             with self.stream:
-                slots[i] = {"bufs": [cp.empty(a.shape, a.dtype) for a in arrays], "consumed": None}
-        slot = slots[i]
+                return {"bufs": [cp.empty(a.shape, a.dtype) for a in arrays], "consumed": None}
+        slot = self._ring.next(tuple((a.shape, a.dtype.str) for a in arrays), make)
         if slot["consumed"] is not None:  # the compute stream is done with this set's last batch
             self.stream.wait_event(slot["consumed"])
         for host, dev in zip(arrays, slot["bufs"]):
