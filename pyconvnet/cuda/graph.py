@@ -139,16 +139,23 @@ class StepGraph:
             costs = net.forward(data, train=True, step=step)
             net.backward()
             return PendingCosts(net, costs)
-        net._device_costs = True  # the costs stay on the device until result()
+        names, rows = self._device_step(data, step)  # the costs stay on the device until result()
+        return PendingCosts(net, rows=rows, names=names)
+
+    def _device_step(self, data, step):
+        """Forward (with the costs left on the device) and backward; returns (cost layer names, their
+        rows stacked into one device array)."""
+        import cupy
+
+        net = self.net
+        net._device_costs = True
         try:
-            costs = net.forward(data, train=True, step=step)
+            costs = net._forward(data, True, step)
         finally:
             net._device_costs = False
         net.backward()
-        import cupy
-
         names = list(costs)
-        return PendingCosts(net, rows=cupy.stack([costs[k] for k in names]), names=names)
+        return names, cupy.stack([costs[k] for k in names])
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -185,16 +192,11 @@ class StepGraph:
             self._inputs = [cp.empty(s, np.dtype(d)) for s, d in key]
             self._step = cp.zeros((), np.int64)
         self._load(data, step)
-        names = list(net.costs)
         with cp.cuda.using_allocator(self.pool.malloc), self.stream:
             self.stream.begin_capture()
             try:
-                net._device_costs = True
-                costs = net._forward(self._inputs, True, self._step)
-                net.backward()
-                self._costs = cp.stack([costs[k] for k in names])
+                names, self._costs = self._device_step(self._inputs, self._step)
             finally:
-                net._device_costs = False
                 graph = self.stream.end_capture()
         self.graph, self.key, self._names = graph, key, names
         self._net_state = {k: _copy_state(getattr(net, k)) for k in _NET_STATE}
