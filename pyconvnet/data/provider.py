@@ -230,28 +230,27 @@ class Provider:
         return r if raw else self.finish(r)
 
     # -- iteration ------------------------------------------------------------------------------
-    def _take_pending(self, key):
-        """The prefetched data for ``key`` = (epoch, position, raw), or None; with ``key`` None every
-        prefetch is dropped."""
-        fut = self._pending.pop(key, None) if key is not None else None
-        if key is None:
-            for f in self._pending.values():
-                f.cancel()
-            self._pending.clear()
-        return None if fut is None else fut.result()
+    def _drop_prefetches(self):
+        for f in self._pending.values():
+            f.cancel()
+        self._pending.clear()
 
     def _get(self, key):
-        data = self._take_pending(key)
-        return self.make_batch(*key) if data is None else data
+        """The data of ``key`` = (epoch, position, raw): prefetched, or made now."""
+        fut = self._pending.pop(key, None)
+        return self.make_batch(*key) if fut is None else fut.result()
+
+    def _after(self, epoch, position):
+        """The (epoch, position) that follows."""
+        position += 1
+        return (epoch + 1, 0) if position == self.batches_per_epoch else (epoch, position)
 
     def next_batch(self, raw: bool = False) -> Batch:
         """Return the next minibatch and advance; training order is shuffled per epoch. ``raw``:
         its `RawBatch` (uint8, uncropped) instead of the float data."""
         epoch, b = self.epoch, self.position
         data = self._get((epoch, b, bool(raw)))
-        self.position += 1
-        if self.position == self.batches_per_epoch:
-            self.epoch, self.position = self.epoch + 1, 0
+        self.epoch, self.position = self._after(epoch, b)
         self._prefetch(bool(raw))
         return Batch(epoch, b + 1, data)
 
@@ -274,9 +273,7 @@ class Provider:
         keys, (e, p) = [], (self.epoch, self.position)
         for _ in range(self.PREFETCH):
             keys.append((e, p, raw))
-            p += 1
-            if p == self.batches_per_epoch:
-                e, p = e + 1, 0
+            e, p = self._after(e, p)
         for k in [k for k in self._pending if k not in keys]:
             self._pending.pop(k).cancel()
         for k in keys:
@@ -317,7 +314,7 @@ class Provider:
                             f"has {self.num_cases}")
         if mini < 1 or epoch < 1 or not 0 <= pos < -(-ncases // mini):
             raise DataError(f"{self.name}: bad provider state {state!r}")
-        self._take_pending(None)
+        self._drop_prefetches()
         self.seed, self.mini, self.epoch, self.position = seed, mini, epoch, pos
         self._perm = (None, None)
 
@@ -343,7 +340,7 @@ class Provider:
 
     def close(self) -> None:
         """Stop the background threads (the provider must not be used afterwards)."""
-        self._take_pending(None)
+        self._drop_prefetches()
         if self._prefetcher is not None:
             self._prefetcher.shutdown(wait=True, cancel_futures=True)
             self._prefetcher = None
