@@ -25,6 +25,8 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from .._libs import mapped_libraries
+
 _executor: list = []  # [ThreadPoolExecutor, its thread count], created on first use
 _local = threading.local()  # .in_task: this thread is running a task (nested calls run serially)
 
@@ -163,13 +165,7 @@ _blas_state = {"api": None, "depth": 0, "saved": []}
 
 def _loaded_openblas():
     """Paths of the OpenBLAS libraries mapped into this process (Linux; empty elsewhere)."""
-    try:
-        with open("/proc/self/maps") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return []
-    paths = {line.split(None, 5)[5] for line in lines if len(line.split(None, 5)) == 6}
-    return sorted(p for p in paths if "openblas" in os.path.basename(p).lower() and ".so" in p)
+    return mapped_libraries(lambda p: "openblas" in os.path.basename(p).lower() and ".so" in p)
 
 
 def _openblas_api():
