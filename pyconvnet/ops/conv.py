@@ -123,6 +123,14 @@ def _pad(x, padding, Hp, Wp):
     return xp
 
 
+def _channel_blocks(groups, Cg):
+    """The tasks of a col2im backward-data: the windows of neighbouring chunks overlap in dx, so each
+    task is a block of channels [c0, c1) of group g, adding into its own channels of dx chunk after
+    chunk as on one thread. Returns ([(g, c0, c1)], the largest block's channel count)."""
+    tasks = [(g, c0, c1) for g in range(groups) for c0, c1 in blocks(Cg, -(-Cg // BWD_DATA_BLOCKS))]
+    return tasks, tasks[0][2] - tasks[0][1]
+
+
 def _chunks(OH, OW, pos_bytes, chunk_bytes=None):
     """Split the OH x OW output positions into rectangles (oy0, oy1, ox0, ox1) of about
     ``chunk_bytes`` of im2col each, either whole rows or a part of one row, in row-major order
@@ -264,10 +272,7 @@ def conv_bwd_data(dy, w, img_size, *, padding=0, stride=1, groups=1):
     w2 = w.reshape(Cg * R * R, K)
     Kg = K // groups
     rects = list(_chunks(OH, OW, Cg * R * R * N * dy.itemsize))
-    # The windows of neighbouring chunks overlap in dx, so the tasks are blocks of channels (each
-    # adding into its own channels of dx, chunk after chunk as on one thread).
-    tasks = [(g, c0, c1) for g in range(groups) for c0, c1 in blocks(Cg, -(-Cg // BWD_DATA_BLOCKS))]
-    cb = tasks[0][2] - tasks[0][1]
+    tasks, cb = _channel_blocks(groups, Cg)
     scratch = per_worker(len(tasks), lambda: _buffer(rects, cb * R * R, N, dy.dtype))
 
     def task(i, worker):

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pyconvnet.ops._parallel import blocks, per_worker, run_tasks, single_threaded_blas
-from pyconvnet.ops.conv import (BWD_DATA_BLOCKS, _buffer, _chunks, _col2im_add, _pad, _window_view,
+from pyconvnet.ops._parallel import per_worker, run_tasks, single_threaded_blas
+from pyconvnet.ops.conv import (_buffer, _channel_blocks, _chunks, _col2im_add, _pad, _window_view,
                                 check_bwd_data, check_bwd_filter, check_fwd)
 
 
@@ -84,8 +84,7 @@ def local_bwd_data(dy, w, img_size, *, padding=0, stride=1, groups=1):
     dy3 = dy.reshape(K, OH * OW, N)
     w3 = w.reshape(OH * OW, CRR, K)
     rects = list(_chunks(OH, OW, CRR * N * dy.itemsize))
-    tasks = [(g, c0, c1) for g in range(groups) for c0, c1 in blocks(Cg, -(-Cg // BWD_DATA_BLOCKS))]
-    cb = tasks[0][2] - tasks[0][1]
+    tasks, cb = _channel_blocks(groups, Cg)
     scratch = per_worker(len(tasks), lambda: _buffer(rects, cb * R * R, N, dy.dtype))
 
     def task(i, worker):
