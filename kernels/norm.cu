@@ -154,6 +154,94 @@ __device__ __forceinline__ long long nm_spatial_blocks(int C, int W, int N) {
            ((G + (int)blockDim.x - 1) / (int)blockDim.x);
 }
 
+// ---- per-output arithmetic shared by cmrnorm and rnorm ---------------------------------------------
+
+// The forward outputs of PW images from their own x and the window sum of x^2 (image k's is sum(k)):
+// denom = min_div + alpha*sum, y = x*denom^-beta, stored at y + off (and d + off when STORE_D; else d is
+// unused).
+template <typename T, int PW, bool STORE_D, class Sum>
+__device__ __forceinline__ void nm_fwd_store(T* y, T* d, long long off, const NmVec<T, PW>& xc, Sum sum, int cnt,
+                                             bool vec, T alpha, T beta, T min_div) {
+    NmVec<T, PW> yo, dd;
+#pragma unroll
+    for (int k = 0; k < PW; ++k) {
+        dd.v[k] = min_div + alpha * sum(k);
+        yo.v[k] = xc.v[k] * nm_powneg(dd.v[k], beta);
+    }
+    nm_st<T, PW>(y + off, yo, cnt, vec);
+    if (STORE_D) nm_st<T, PW>(d + off, dd, cnt, vec);
+}
+
+// The register-window backward's entry of one axis index: g = dy*y/denom (rnorm: summed over the row's
+// transposed-window columns), t = dy*denom^-beta and x at the own position.
+template <typename T, int PW>
+struct NmBwdEntry {
+    NmVec<T, PW> g, t, x;
+};
+
+// dx of PW images from the window of entries win[0..SIZE-1], win[A] the own: dx = t - coef*x*sum g.
+template <typename T, int PW, int SIZE, int A>
+__device__ __forceinline__ void nm_bwd_store(T* dx, const NmBwdEntry<T, PW>* win, int cnt, bool vec, T coef) {
+    NmVec<T, PW> r;
+#pragma unroll
+    for (int k = 0; k < PW; ++k) {
+        T s = T(0);
+#pragma unroll
+        for (int j = 0; j < SIZE; ++j) s += win[j].g.v[k];
+        r.v[k] = win[A].t.v[k] - coef * win[A].x.v[k] * s;
+    }
+    nm_st<T, PW>(dx, r, cnt, vec);
+}
+
+// Spatial general paths: the window visitor of rows [h0, h1) x columns [w0, w1), offsets relative to
+// the pointer of column w (rows rs apart, columns N apart).
+__device__ __forceinline__ auto nm_rect(long long rs, int N, int w, int h0, int h1, int w0, int w1) {
+    return [=](auto f) {
+        for (int i = h0; i < h1; ++i)
+            for (int col = w0; col < w1; ++col) f(i * rs + (long long)(col - w) * N);
+    };
+}
+
+// The general (any size) paths, one output at offset `off`: for_window(f) calls f(offset) for every
+// position of the output's window (forward) or transposed window (backward), clipped to the tensor.
+template <typename T, int PW, bool STORE_D, class ForWindow>
+__device__ __forceinline__ void nm_fwd_general_out(const T* x, T* y, T* d, long long off, ForWindow for_window,
+                                                   int cnt, bool vec, T alpha, T beta, T min_div) {
+    typedef NmVec<T, PW> V;
+    V s = {};
+    for_window([&](long long j) {
+        const V v = nm_ld<T, PW>(x + j, cnt, vec);
+#pragma unroll
+        for (int k = 0; k < PW; ++k) s.v[k] += v.v[k] * v.v[k];
+    });
+    nm_fwd_store<T, PW, STORE_D>(y, d, off, nm_ld<T, PW>(x + off, cnt, vec), [&](int k) { return s.v[k]; }, cnt,
+                                 vec, alpha, beta, min_div);
+}
+
+template <typename T, int PW, class ForWindow>
+__device__ __forceinline__ void nm_bwd_general_out(const T* dy, const T* x, const T* y, const T* d, T* dx,
+                                                   long long off, ForWindow for_window, int cnt, bool vec, T coef,
+                                                   T beta) {
+    typedef NmVec<T, PW> V;
+    V s = {};
+    for_window([&](long long j) {
+        const V dyv = nm_ld<T, PW>(dy + j, cnt, vec), yv = nm_ld<T, PW>(y + j, cnt, vec);
+        const V dv = nm_ld<T, PW>(d + j, cnt, vec);
+#pragma unroll
+        for (int k = 0; k < PW; ++k)
+            if (k < cnt) s.v[k] += dyv.v[k] * yv.v[k] / dv.v[k];
+    });
+    const V dyv = nm_ld<T, PW>(dy + off, cnt, vec), xv = nm_ld<T, PW>(x + off, cnt, vec);
+    const V dv = nm_ld<T, PW>(d + off, cnt, vec);
+    V r;
+#pragma unroll
+    for (int k = 0; k < PW; ++k) {
+        const T den = k < cnt ? dv.v[k] : T(1);
+        r.v[k] = dyv.v[k] * nm_powneg(den, beta) - coef * xv.v[k] * s.v[k];
+    }
+    nm_st<T, PW>(dx + off, r, cnt, vec);
+}
+
 // ---- cmrnorm: window over channels -----------------------------------------------------------------
 
 // The grid-stride loop of the cmrnorm kernels: body(base, cnt, c0, c1) for each (pixel, image pack)
@@ -181,18 +269,15 @@ __device__ __forceinline__ void cmr_fwd_window(const T* x, T* y, T* d, long long
     nm_stream<SIZE, B, 4, V>(
         C, c0, c1, [&](int i) { return nm_ld<T, PW>(x + i * plane, cnt, vec); },
         [&](int c, const V* win) {
-            V yo, dd;
+            nm_fwd_store<T, PW, STORE_D>(
+                y, d, c * plane, win[B],
+                [&](int k) {
+                    T s = T(0);
 #pragma unroll
-            for (int k = 0; k < PW; ++k) {
-                T s = T(0);
-#pragma unroll
-                for (int j = 0; j < SIZE; ++j) s += win[j].v[k] * win[j].v[k];
-                const T den = min_div + alpha * s;
-                dd.v[k] = den;
-                yo.v[k] = win[B].v[k] * nm_powneg(den, beta);
-            }
-            nm_st<T, PW>(y + c * plane, yo, cnt, vec);
-            if (STORE_D) nm_st<T, PW>(d + c * plane, dd, cnt, vec);
+                    for (int j = 0; j < SIZE; ++j) s += win[j].v[k] * win[j].v[k];
+                    return s;
+                },
+                cnt, vec, alpha, beta, min_div);
         });
 }
 
@@ -200,39 +285,24 @@ template <typename T, int PW, bool STORE_D>
 __device__ __forceinline__ void cmr_fwd_general(const T* x, T* y, T* d, long long plane, int C, int c0,
                                                 int c1, int cnt, bool vec, int size, T alpha, T beta,
                                                 T min_div) {
-    typedef NmVec<T, PW> V;
     const int b = size / 2;
     for (int c = c0; c < c1; ++c) {
         const int lo = nm_max(0, c - b), hi = nm_min(C, c - b + size);
-        V s = {};
-        for (int j = lo; j < hi; ++j) {
-            const V v = nm_ld<T, PW>(x + j * plane, cnt, vec);
-#pragma unroll
-            for (int k = 0; k < PW; ++k) s.v[k] += v.v[k] * v.v[k];
-        }
-        const V xc = nm_ld<T, PW>(x + c * plane, cnt, vec);
-        V yo, dd;
-#pragma unroll
-        for (int k = 0; k < PW; ++k) {
-            dd.v[k] = min_div + alpha * s.v[k];
-            yo.v[k] = xc.v[k] * nm_powneg(dd.v[k], beta);
-        }
-        nm_st<T, PW>(y + c * plane, yo, cnt, vec);
-        if (STORE_D) nm_st<T, PW>(d + c * plane, dd, cnt, vec);
+        nm_fwd_general_out<T, PW, STORE_D>(
+            x, y, d, c * plane,
+            [&](auto f) {
+                for (int j = lo; j < hi; ++j) f(j * plane);
+            },
+            cnt, vec, alpha, beta, min_div);
     }
 }
-
-template <typename T, int PW>
-struct NmCmrBwdEntry {
-    NmVec<T, PW> g, t, x;  // dy*y/denom, dy*denom^-beta, x
-};
 
 template <typename T, int PW, int SIZE>
 __device__ __forceinline__ void cmr_bwd_window(const T* dy, const T* x, const T* y, const T* d, T* dx,
                                                long long plane, int C, int c0, int c1, int cnt, bool vec,
                                                T coef, T beta) {
     typedef NmVec<T, PW> V;
-    typedef NmCmrBwdEntry<T, PW> E;
+    typedef NmBwdEntry<T, PW> E;
     constexpr int A = SIZE - 1 - SIZE / 2;
     nm_stream<SIZE, A, 2, E>(
         C, c0, c1,
@@ -251,46 +321,22 @@ __device__ __forceinline__ void cmr_bwd_window(const T* dy, const T* x, const T*
             }
             return e;
         },
-        [&](int c, const E* win) {
-            V o;
-#pragma unroll
-            for (int k = 0; k < PW; ++k) {
-                T s = T(0);
-#pragma unroll
-                for (int j = 0; j < SIZE; ++j) s += win[j].g.v[k];
-                o.v[k] = win[A].t.v[k] - coef * win[A].x.v[k] * s;
-            }
-            nm_st<T, PW>(dx + c * plane, o, cnt, vec);
-        });
+        [&](int c, const E* win) { nm_bwd_store<T, PW, SIZE, A>(dx + c * plane, win, cnt, vec, coef); });
 }
 
 template <typename T, int PW>
 __device__ __forceinline__ void cmr_bwd_general(const T* dy, const T* x, const T* y, const T* d, T* dx,
                                                 long long plane, int C, int c0, int c1, int cnt, bool vec,
                                                 int size, T coef, T beta) {
-    typedef NmVec<T, PW> V;
     const int b = size / 2, a = size - 1 - b;
     for (int c = c0; c < c1; ++c) {
         const int lo = nm_max(0, c - a), hi = nm_min(C, c + b + 1);
-        V s = {};
-        for (int j = lo; j < hi; ++j) {
-            const long long off = j * plane;
-            const V dyv = nm_ld<T, PW>(dy + off, cnt, vec), yv = nm_ld<T, PW>(y + off, cnt, vec);
-            const V dv = nm_ld<T, PW>(d + off, cnt, vec);
-#pragma unroll
-            for (int k = 0; k < PW; ++k)
-                if (k < cnt) s.v[k] += dyv.v[k] * yv.v[k] / dv.v[k];
-        }
-        const long long off = c * plane;
-        const V dyv = nm_ld<T, PW>(dy + off, cnt, vec), xv = nm_ld<T, PW>(x + off, cnt, vec);
-        const V dv = nm_ld<T, PW>(d + off, cnt, vec);
-        V o;
-#pragma unroll
-        for (int k = 0; k < PW; ++k) {
-            const T den = k < cnt ? dv.v[k] : T(1);
-            o.v[k] = dyv.v[k] * nm_powneg(den, beta) - coef * xv.v[k] * s.v[k];
-        }
-        nm_st<T, PW>(dx + off, o, cnt, vec);
+        nm_bwd_general_out<T, PW>(
+            dy, x, y, d, dx, c * plane,
+            [&](auto f) {
+                for (int j = lo; j < hi; ++j) f(j * plane);
+            },
+            cnt, vec, coef, beta);
     }
 }
 
@@ -522,17 +568,15 @@ __device__ __forceinline__ void rn_fwd_window(const T* x, T* y, T* d, long long 
             return e;
         },
         [&](int o, const E* win) {
-            V yo, dd;
+            nm_fwd_store<T, PW, true>(
+                y, d, o * rs, win[B].xc,
+                [&](int k) {
+                    T s = T(0);
 #pragma unroll
-            for (int k = 0; k < PW; ++k) {
-                T s = T(0);
-#pragma unroll
-                for (int j = 0; j < SIZE; ++j) s += win[j].hs.v[k];
-                dd.v[k] = min_div + alpha * s;
-                yo.v[k] = win[B].xc.v[k] * nm_powneg(dd.v[k], beta);
-            }
-            nm_st<T, PW>(y + o * rs, yo, cnt, vec);
-            nm_st<T, PW>(d + o * rs, dd, cnt, vec);
+                    for (int j = 0; j < SIZE; ++j) s += win[j].hs.v[k];
+                    return s;
+                },
+                cnt, vec, alpha, beta, min_div);
         });
 }
 
@@ -540,41 +584,21 @@ template <typename T, int PW>
 __device__ __forceinline__ void rn_fwd_general(const T* x, T* y, T* d, long long rs, int N, int H, int W, int w,
                                                int o0, int o1, int cnt, bool vec, int size, T alpha, T beta,
                                                T min_div) {
-    typedef NmVec<T, PW> V;
     const int b = size / 2;
     const int w0 = nm_max(0, w - b), w1 = nm_min(W, w - b + size);
     for (int o = o0; o < o1; ++o) {
         const int h0 = nm_max(0, o - b), h1 = nm_min(H, o - b + size);
-        V s = {};
-        for (int i = h0; i < h1; ++i)
-            for (int col = w0; col < w1; ++col) {
-                const V v = nm_ld<T, PW>(x + i * rs + (long long)(col - w) * N, cnt, vec);
-#pragma unroll
-                for (int k = 0; k < PW; ++k) s.v[k] += v.v[k] * v.v[k];
-            }
-        const V xc = nm_ld<T, PW>(x + o * rs, cnt, vec);
-        V yo, dd;
-#pragma unroll
-        for (int k = 0; k < PW; ++k) {
-            dd.v[k] = min_div + alpha * s.v[k];
-            yo.v[k] = xc.v[k] * nm_powneg(dd.v[k], beta);
-        }
-        nm_st<T, PW>(y + o * rs, yo, cnt, vec);
-        nm_st<T, PW>(d + o * rs, dd, cnt, vec);
+        nm_fwd_general_out<T, PW, true>(x, y, d, o * rs, nm_rect(rs, N, w, h0, h1, w0, w1), cnt, vec, alpha, beta,
+                                        min_div);
     }
 }
-
-template <typename T, int PW>
-struct NmRnBwdEntry {
-    NmVec<T, PW> hg, t, x;  // sum over the row's transposed-window columns of dy*y/denom; own dy*denom^-beta, x
-};
 
 template <typename T, int PW, int SIZE>
 __device__ __forceinline__ void rn_bwd_window(const T* dy, const T* x, const T* y, const T* d, T* dx, long long rs,
                                               int N, int H, int W, int w, int o0, int o1, int cnt, bool vec, T coef,
                                               T beta) {
     typedef NmVec<T, PW> V;
-    typedef NmRnBwdEntry<T, PW> E;
+    typedef NmBwdEntry<T, PW> E;
     constexpr int A = SIZE - 1 - SIZE / 2;
     nm_stream<SIZE, A, 1, E>(
         H, o0, o1,
@@ -590,7 +614,7 @@ __device__ __forceinline__ void rn_bwd_window(const T* dy, const T* x, const T* 
 #pragma unroll
                     for (int k = 0; k < PW; ++k) {
                         const T den = k < cnt ? dv.v[k] : T(1);
-                        e.hg.v[k] += dyv.v[k] * yv.v[k] / den;
+                        e.g.v[k] += dyv.v[k] * yv.v[k] / den;
                         if (j == A) e.t.v[k] = dyv.v[k] * nm_powneg(den, beta);
                     }
                     if (j == A) e.x = nm_ld<T, PW>(x + off, cnt, vec);
@@ -598,48 +622,18 @@ __device__ __forceinline__ void rn_bwd_window(const T* dy, const T* x, const T* 
             }
             return e;
         },
-        [&](int o, const E* win) {
-            V r;
-#pragma unroll
-            for (int k = 0; k < PW; ++k) {
-                T s = T(0);
-#pragma unroll
-                for (int j = 0; j < SIZE; ++j) s += win[j].hg.v[k];
-                r.v[k] = win[A].t.v[k] - coef * win[A].x.v[k] * s;
-            }
-            nm_st<T, PW>(dx + o * rs, r, cnt, vec);
-        });
+        [&](int o, const E* win) { nm_bwd_store<T, PW, SIZE, A>(dx + o * rs, win, cnt, vec, coef); });
 }
 
 template <typename T, int PW>
 __device__ __forceinline__ void rn_bwd_general(const T* dy, const T* x, const T* y, const T* d, T* dx,
                                                long long rs, int N, int H, int W, int w, int o0, int o1, int cnt,
                                                bool vec, int size, T coef, T beta) {
-    typedef NmVec<T, PW> V;
     const int b = size / 2, a = size - 1 - b;
     const int w0 = nm_max(0, w - a), w1 = nm_min(W, w + b + 1);
     for (int o = o0; o < o1; ++o) {
         const int h0 = nm_max(0, o - a), h1 = nm_min(H, o + b + 1);
-        V s = {};
-        for (int i = h0; i < h1; ++i)
-            for (int col = w0; col < w1; ++col) {
-                const long long off = i * rs + (long long)(col - w) * N;
-                const V dyv = nm_ld<T, PW>(dy + off, cnt, vec), yv = nm_ld<T, PW>(y + off, cnt, vec);
-                const V dv = nm_ld<T, PW>(d + off, cnt, vec);
-#pragma unroll
-                for (int k = 0; k < PW; ++k)
-                    if (k < cnt) s.v[k] += dyv.v[k] * yv.v[k] / dv.v[k];
-            }
-        const long long off = o * rs;
-        const V dyv = nm_ld<T, PW>(dy + off, cnt, vec), xv = nm_ld<T, PW>(x + off, cnt, vec);
-        const V dv = nm_ld<T, PW>(d + off, cnt, vec);
-        V r;
-#pragma unroll
-        for (int k = 0; k < PW; ++k) {
-            const T den = k < cnt ? dv.v[k] : T(1);
-            r.v[k] = dyv.v[k] * nm_powneg(den, beta) - coef * xv.v[k] * s.v[k];
-        }
-        nm_st<T, PW>(dx + off, r, cnt, vec);
+        nm_bwd_general_out<T, PW>(dy, x, y, d, dx, o * rs, nm_rect(rs, N, w, h0, h1, w0, w1), cnt, vec, coef, beta);
     }
 }
 
@@ -703,16 +697,15 @@ __device__ __forceinline__ void cn_fwd_general(const T* x, T* y, T* d, long long
     const int w0 = nm_max(0, w - b), w1 = nm_min(W, w - b + size);
     for (int o = o0; o < o1; ++o) {
         const int h0 = nm_max(0, o - b), h1 = nm_min(H, o - b + size);
+        const auto window = nm_rect(rs, N, w, h0, h1, w0, w1);
         T s1 = T(0);
-        for (int i = h0; i < h1; ++i)
-            for (int col = w0; col < w1; ++col) s1 += x[i * rs + (long long)(col - w) * N];
+        window([&](long long j) { s1 += x[j]; });
         const T m = s1 / T((h1 - h0) * (w1 - w0));
         T s = T(0);
-        for (int i = h0; i < h1; ++i)
-            for (int col = w0; col < w1; ++col) {
-                const T dv = x[i * rs + (long long)(col - w) * N] - m;
-                s += dv * dv;
-            }
+        window([&](long long j) {
+            const T dv = x[j] - m;
+            s += dv * dv;
+        });
         const T den = min_div + alpha * s;
         d[o * rs] = den;
         y[o * rs] = x[o * rs] * nm_powneg(den, beta);
@@ -764,12 +757,11 @@ __device__ __forceinline__ void cn_mean_general(const T* x, T* m, long long rs, 
     for (int o = o0; o < o1; ++o) {
         const int h0 = nm_max(0, o - b), h1 = nm_min(H, o - b + size);
         V s = {};
-        for (int i = h0; i < h1; ++i)
-            for (int col = w0; col < w1; ++col) {
-                const V v = nm_ld<T, PW>(x + i * rs + (long long)(col - w) * N, cnt, vec);
+        nm_rect(rs, N, w, h0, h1, w0, w1)([&](long long j) {
+            const V v = nm_ld<T, PW>(x + j, cnt, vec);
 #pragma unroll
-                for (int k = 0; k < PW; ++k) s.v[k] += v.v[k];
-            }
+            for (int k = 0; k < PW; ++k) s.v[k] += v.v[k];
+        });
         const T n = T((h1 - h0) * (w1 - w0));
 #pragma unroll
         for (int k = 0; k < PW; ++k) s.v[k] = s.v[k] / n;
@@ -830,13 +822,11 @@ __device__ __forceinline__ void cn_bwd_general(const T* dy, const T* x, const T*
     for (int o = o0; o < o1; ++o) {
         const int h0 = nm_max(0, o - a), h1 = nm_min(H, o + b + 1);
         T su = T(0), sv = T(0);
-        for (int i = h0; i < h1; ++i)
-            for (int col = w0; col < w1; ++col) {
-                const long long off = i * rs + (long long)(col - w) * N;
-                const T g = dy[off] * y[off] / d[off];
-                su += g;
-                sv += g * m[off];
-            }
+        nm_rect(rs, N, w, h0, h1, w0, w1)([&](long long j) {
+            const T g = dy[j] * y[j] / d[j];
+            su += g;
+            sv += g * m[j];
+        });
         const long long off = o * rs;
         dx[off] = dy[off] * nm_powneg(d[off], beta) - coef * (x[off] * su - sv);
     }
