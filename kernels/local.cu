@@ -125,6 +125,46 @@ __device__ __forceinline__ void lc_mma_rows(T (&acc)[4][4], const T* A, const T*
     }
 }
 
+template <typename T>
+__device__ __forceinline__ void lc_zero(T (&acc)[4][4]) {
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+#pragma unroll
+        for (int v = 0; v < 4; ++v) acc[u][v] = T(0);
+}
+
+// The block of local_fwd and local_bwd_filter: output position q = blockIdx.x (oy, ox), group g and
+// first filter k0 of its tile of BK filters (blockIdx.z), X_q's rows l = (c, i, j) < CRR of the group.
+struct LcQ {
+    int q, Kg, Cg, g, k0, R, RR, CRR, iy0, ix0;
+    long long P;
+    template <int BK>
+    __device__ __forceinline__ void init(int C, int R_, int K, int OH, int OW, int padding, int stride, int groups) {
+        q = blockIdx.x;
+        const int oy = q / OW, ox = q - oy * OW;
+        Kg = K / groups;
+        Cg = C / groups;
+        const int ktiles = (Kg + BK - 1) / BK;
+        g = blockIdx.z / ktiles;
+        k0 = (blockIdx.z - g * ktiles) * BK;
+        R = R_;
+        RR = R * R;
+        CRR = Cg * RR;
+        P = (long long)OH * OW;
+        iy0 = oy * stride - padding;
+        ix0 = ox * stride - padding;
+    }
+    // Row l < CRR of X_q: x at channel c of xg (the group's channel 0) and tap (i, j), or nullptr where the
+    // tap falls off the image.
+    template <typename T>
+    __device__ __forceinline__ const T* x_row(const T* xg, int l, int H, int W, int N) const {
+        const int c = l / RR, ij = l - c * RR;
+        const int i = ij / R, j = ij - i * R;
+        const int iy = iy0 + i, ix = ix0 + j;
+        return iy >= 0 && iy < H && ix >= 0 && ix < W ? xg + (((long long)c * H + iy) * W + ix) * N : nullptr;
+    }
+};
+
 // ---------------------------------------------------------------------------------------------------
 // local_fwd: block (q, image tile, group x filter tile). Shared: ws[l][k] (16 x 32), xs[l][n] (16 x 64).
 // Loads: thread row tid/8 of both tiles (8 lanes per row). Compute: filters (tid/16)*4.., images
@@ -139,16 +179,11 @@ __global__ void __launch_bounds__(128) local_fwd(const T* __restrict__ x, const 
     __align__(16) __shared__ T xs[BL * BN];
 
     const int tid = threadIdx.x;
-    const int q = blockIdx.x;
-    const int oy = q / OW, ox = q - oy * OW;
+    LcQ Q;
+    Q.init<BK>(C, R, K, OH, OW, padding, stride, groups);
+    const int q = Q.q, Kg = Q.Kg, Cg = Q.Cg, g = Q.g, k0 = Q.k0, CRR = Q.CRR;
+    const long long P = Q.P;
     const int n0 = blockIdx.y * BN;
-    const int Kg = K / groups, Cg = C / groups;
-    const int ktiles = (Kg + BK - 1) / BK;
-    const int g = blockIdx.z / ktiles;
-    const int k0 = (blockIdx.z - g * ktiles) * BK;
-    const int RR = R * R, CRR = Cg * RR;
-    const long long P = (long long)OH * OW;
-    const int iy0 = oy * stride - padding, ix0 = ox * stride - padding;
     const int PACK = 16 / sizeof(T);
     const bool vx = N % PACK == 0 && lc_aligned16(x);
     const bool vw = Kg % PACK == 0 && lc_aligned16(w);
@@ -163,20 +198,14 @@ __global__ void __launch_bounds__(128) local_fwd(const T* __restrict__ x, const 
         const T* xsrc = nullptr;
         if (l < CRR) {
             wsrc = wq + (long long)l * K;
-            const int c = l / RR, ij = l - c * RR;
-            const int i = ij / R, j = ij - i * R;
-            const int iy = iy0 + i, ix = ix0 + j;
-            if (iy >= 0 && iy < H && ix >= 0 && ix < W) xsrc = xg + (((long long)c * H + iy) * W + ix) * N;
+            xsrc = Q.x_row(xg, l, H, W, N);
         }
         lc_load_row<T, 8, 4>(wr, wsrc, Kg - k0, vw, lane);
         lc_load_row<T, 8, 8>(xr, xsrc, N - n0, vx, lane);
     };
 
     T acc[4][4];
-#pragma unroll
-    for (int u = 0; u < 4; ++u)
-#pragma unroll
-        for (int v = 0; v < 4; ++v) acc[u][v] = T(0);
+    lc_zero(acc);
 
     const int tn = tid % 16, tk = tid / 16;
     if (CRR > 0) load(0);
@@ -215,16 +244,11 @@ __global__ void __launch_bounds__(128) local_bwd_filter(const T* __restrict__ dy
     __shared__ T ds[BK * S];
 
     const int tid = threadIdx.x;
-    const int q = blockIdx.x;
-    const int oy = q / OW, ox = q - oy * OW;
+    LcQ Q;
+    Q.init<BK>(C, R, K, OH, OW, padding, stride, groups);
+    const int q = Q.q, Kg = Q.Kg, g = Q.g, k0 = Q.k0, CRR = Q.CRR;
+    const long long P = Q.P;
     const int m0 = blockIdx.y * BM;
-    const int Kg = K / groups, Cg = C / groups;
-    const int ktiles = (Kg + BK - 1) / BK;
-    const int g = blockIdx.z / ktiles;
-    const int k0 = (blockIdx.z - g * ktiles) * BK;
-    const int RR = R * R, CRR = Cg * RR;
-    const long long P = (long long)OH * OW;
-    const int iy0 = oy * stride - padding, ix0 = ox * stride - padding;
     const int PACK = 16 / sizeof(T);
     const bool vec = N % PACK == 0 && lc_aligned16(x) && lc_aligned16(dy);
     const int lrow = tid / 8, lane = tid % 8;
@@ -233,14 +257,7 @@ __global__ void __launch_bounds__(128) local_bwd_filter(const T* __restrict__ dy
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
         const int m = m0 + lrow + 16 * s;
-        xrow[s] = nullptr;
-        if (m < CRR) {
-            const int c = m / RR, ij = m - c * RR;
-            const int i = ij / R, j = ij - i * R;
-            const int iy = iy0 + i, ix = ix0 + j;
-            if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-                xrow[s] = x + (((long long)(g * Cg + c) * H + iy) * W + ix) * N;
-        }
+        xrow[s] = m < CRR ? Q.x_row(x + (long long)g * Q.Cg * H * W * N, m, H, W, N) : nullptr;
     }
     const T* drow[2];  // rows k0 + lrow + 16*s of dY_q
 #pragma unroll
@@ -260,10 +277,7 @@ __global__ void __launch_bounds__(128) local_bwd_filter(const T* __restrict__ dy
     };
 
     T acc[4][4];
-#pragma unroll
-    for (int u = 0; u < 4; ++u)
-#pragma unroll
-        for (int v = 0; v < 4; ++v) acc[u][v] = T(0);
+    lc_zero(acc);
 
     const int tk = tid % 8, tm = tid / 8;
     if (N > 0) load(0);
@@ -358,10 +372,7 @@ __global__ void __launch_bounds__(128) local_bwd_data(const T* __restrict__ dy, 
     };
 
     T acc[4][4];
-#pragma unroll
-    for (int u = 0; u < 4; ++u)
-#pragma unroll
-        for (int v = 0; v < 4; ++v) acc[u][v] = T(0);
+    lc_zero(acc);
 
     const int tn = tid % 16, tc = tid / 16;
     if (steps > 0) load(0);
