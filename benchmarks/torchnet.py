@@ -73,6 +73,7 @@ def build(specs, torch, device="cuda"):
                     y = F.dropout(x, 1 - s.learn.get("keep", p.get("keep", 0.5)), self.training)
                 elif s.type == "softmax":
                     y = F.log_softmax(x, dim=1)  # the logreg cost below takes log-probabilities
+                    self.last_logp = y.detach()
                 elif s.type == "cost.logreg":
                     lab, logp = ins
                     loss = F.nll_loss(logp, lab, reduction="sum") * s.learn.get("coeff", 1.0)

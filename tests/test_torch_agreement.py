@@ -4,6 +4,8 @@ after several steps of the learning rule, must agree to rounding. Skipped where 
 does not install it: it is large)."""
 from __future__ import annotations
 
+import io
+import json
 import sys
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from pyconvnet.net import Net
 torch = pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from torchnet import build, train_step  # noqa: E402
+from train_torch import copy_weights, main as train_torch  # noqa: E402
 
 SMALL_DEF = """
 [data]
@@ -99,24 +102,12 @@ coeff=1
 """
 
 
-def _copy_weights(net, specs, tn):
-    p = net.params()
-    with torch.no_grad():
-        for s in specs:
-            if s.type not in ("conv", "fc"):
-                continue
-            w = p[f"{s.name}.w0"]
-            w = w.transpose(3, 0, 1, 2) if s.type == "conv" else w.T
-            tn.w[s.name + "_w"].copy_(torch.from_numpy(np.ascontiguousarray(w)))
-            tn.w[s.name + "_b"].copy_(torch.from_numpy(p[f"{s.name}.b"].ravel().copy()))
-
-
 def _agree(specs, shape, classes, n, steps=3):
     torch.set_default_dtype(torch.float64)
     try:
         net = Net(specs, get_backend("cpu"), seed=1, dtype=np.float64)
         tn, opt = build(specs, torch, "cpu")
-        _copy_weights(net, specs, tn)
+        copy_weights(net, tn, specs, torch)
         rng = np.random.default_rng(0)
         for step in range(steps):
             x, lab = rng.standard_normal((*shape, n)) * 40, rng.integers(0, classes, n)
@@ -147,3 +138,32 @@ def test_groups_stride_cmrnorm_tanh_avgpool_agree_with_pytorch():
     specs = parse_layer_texts(SMALL_DEF, SMALL_PARAMS, {0: (3, 15, 15), 1: ()}, def_name="small.cfg",
                               params_name="small-params.cfg")
     _agree(specs, (3, 15, 15), 5, 7)
+
+
+def test_training_run_tracks_pytorch(shared_data, tmp_path):
+    """`pyconvnet train` and benchmarks/train_torch.py (PyTorch, the same initial weights and minibatches)
+    on the 18pct files: over the first epochs, float32 rounding alone separates them, so the per-epoch
+    training cost agrees to a few parts in 10^4 and the test error to a couple of the 932 images."""
+    from pyconvnet import checkpoint
+    from pyconvnet.cli import main as cli
+
+    d = shared_data / "cuda-convnet-layers"
+    files = ["--layer-def", d / "layers-18pct.cfg", "--layer-params", d / "layer-params-18pct.cfg",
+             "--data-path", shared_data / "cifar10-subset", "--train-range", "1-5", "--test-range", "6",
+             "--epochs", "2", "--seed", "1"]
+    code = cli([str(a) for a in ["train", *files, "--device", "cpu", "--save-path", tmp_path / "ours"]],
+               out=io.StringIO())
+    assert code == 0
+    _, _, meta = checkpoint.load(tmp_path / "ours")
+    train_torch([str(a) for a in [*files, "--json", tmp_path / "torch.json"]])
+    theirs = json.loads((tmp_path / "torch.json").read_text())["history"]
+    ours_test = meta["history"]["test"]
+    nb = 37  # minibatches per epoch: 4,660 cases in 128s
+    train = meta["history"]["train"]
+    for e in range(2):
+        rows = train[e * nb:(e + 1) * nb]
+        n = [128] * (nb - 1) + [4660 - 128 * (nb - 1)]
+        ours_cost = sum(r[2] * k for r, k in zip(rows, n)) / 4660
+        assert ours_cost == pytest.approx(theirs[e]["train_cost"], rel=3e-4), f"epoch {e + 1}"
+        assert abs(ours_test[e][3] - theirs[e]["test_err"]) <= 2 / 932 + 1e-9, f"epoch {e + 1}"
+        assert ours_test[e][2] == pytest.approx(theirs[e]["test_cost"], rel=1e-3), f"epoch {e + 1}"
