@@ -236,6 +236,24 @@ __device__ __forceinline__ void cv_stash_trans(T* tile, int row, int col, const 
     for (int e = 0; e < 4; ++e) tile[(row + e) * LD + col] = v[e];
 }
 
+// A loader's registers into its shared tile (the stash of the loaders below). Rows: the thread fetched rows
+// row0 + i*RSTEP (i < L; row0 = tid/(COLS/4) unless the loader keeps its own), 4 columns from
+// (tid % (COLS/4))*4 each, stored as they are. Columns: it fetched rows (tid & 1)*4 .. +3 of columns
+// (tid >> 1) + i*(NT/2), stored transposed.
+template <typename T, int L, int RSTEP, int LD, int COLS>
+__device__ __forceinline__ void cv_stash_rows(T* tile, const T (&v)[L][4], int row0 = threadIdx.x / (COLS / 4)) {
+    const int col = (threadIdx.x % (COLS / 4)) * 4;
+#pragma unroll
+    for (int i = 0; i < L; ++i) cv_stash_direct<T, LD>(tile, row0 + i * RSTEP, col, v[i]);
+}
+
+template <typename T, int L, int NT, int LD>
+__device__ __forceinline__ void cv_stash_cols(T* tile, const T (&v)[L][4]) {
+#pragma unroll
+    for (int i = 0; i < L; ++i)
+        cv_stash_trans<T, LD>(tile, (threadIdx.x & 1) * 4, (threadIdx.x >> 1) + i * (NT / 2), v[i]);
+}
+
 // The problem of one launch (kernel arguments), Cg = C/groups, Kg = K/groups.
 struct CvGeo {
     int C, H, W, N, K, R, OH, OW, pad, stride, groups, Cg, Kg;
@@ -323,11 +341,7 @@ struct CvFwdA {
             }
         }
     }
-    __device__ __forceinline__ void stash(T* tile) {
-        const int col = (threadIdx.x % (BM / 4)) * 4;
-#pragma unroll
-        for (int i = 0; i < C::LA; ++i) cv_stash_direct<T, C::LDA>(tile, row0 + i * C::RSTEP_A, col, v[i]);
-    }
+    __device__ __forceinline__ void stash(T* tile) { cv_stash_rows<T, C::LA, C::RSTEP_A, C::LDA, BM>(tile, v, row0); }
 };
 
 template <typename T, int BM, int BN, int VEC>
@@ -391,11 +405,7 @@ struct CvFwdB {
             }
         }
     }
-    __device__ __forceinline__ void stash(T* tile) {
-        const int col = (threadIdx.x % (BN / 4)) * 4;
-#pragma unroll
-        for (int i = 0; i < C::LB; ++i) cv_stash_direct<T, C::LDB>(tile, row0 + i * C::RSTEP_B, col, v[i]);
-    }
+    __device__ __forceinline__ void stash(T* tile) { cv_stash_rows<T, C::LB, C::RSTEP_B, C::LDB, BN>(tile, v, row0); }
 };
 
 // MODE 2 (Cg % 8 == 0, Kg % 4 == 0, N % 4 == 0, aligned; float): the reduction runs over taps (i, j),
@@ -446,11 +456,7 @@ struct CvFwdA2 {  // row l of a step: w[c0 + l, r, s, kofs + m]
             else cv_zero4(v[i]);
         }
     }
-    __device__ __forceinline__ void stash(T* tile) {
-        const int row0 = threadIdx.x / (BM / 4), col = (threadIdx.x % (BM / 4)) * 4;
-#pragma unroll
-        for (int i = 0; i < C::LA; ++i) cv_stash_direct<T, C::LDA>(tile, row0 + i * C::RSTEP_A, col, v[i]);
-    }
+    __device__ __forceinline__ void stash(T* tile) { cv_stash_rows<T, C::LA, C::RSTEP_A, C::LDA, BM>(tile, v); }
 };
 
 template <typename T, int BM, int BN>
@@ -488,11 +494,7 @@ struct CvFwdB2 {  // row l of a step: x[g*Cg + c0 + l, iy0 + r, ix0 + s, n .. n 
             else cv_zero4(v[i]);
         }
     }
-    __device__ __forceinline__ void stash(T* tile) {
-        const int row0 = threadIdx.x / (BN / 4), col = (threadIdx.x % (BN / 4)) * 4;
-#pragma unroll
-        for (int i = 0; i < C::LB; ++i) cv_stash_direct<T, C::LDB>(tile, row0 + i * C::RSTEP_B, col, v[i]);
-    }
+    __device__ __forceinline__ void stash(T* tile) { cv_stash_rows<T, C::LB, C::RSTEP_B, C::LDB, BN>(tile, v); }
 };
 
 template <typename T, int BM, int BN, int MODE>
@@ -642,11 +644,7 @@ struct CvBdA {
             for (int i = 0; i < C::LA; ++i) v[i][e] = (tok && cofs[i] >= 0) ? w[cofs[i] + o] : T(0);
         }
     }
-    __device__ __forceinline__ void stash(T* tile) {
-#pragma unroll
-        for (int i = 0; i < C::LA; ++i)
-            cv_stash_trans<T, C::LDA>(tile, kq * 4, (threadIdx.x >> 1) + i * (C::NT / 2), v[i]);
-    }
+    __device__ __forceinline__ void stash(T* tile) { cv_stash_cols<T, C::LA, C::NT, C::LDA>(tile, v); }
 };
 
 template <typename T, int BM, int BN>
@@ -699,11 +697,7 @@ struct CvBdB {
             }
         }
     }
-    __device__ __forceinline__ void stash(T* tile) {
-        const int col = (threadIdx.x % (BN / 4)) * 4;
-#pragma unroll
-        for (int i = 0; i < C::LB; ++i) cv_stash_direct<T, C::LDB>(tile, row0 + i * C::RSTEP_B, col, v[i]);
-    }
+    __device__ __forceinline__ void stash(T* tile) { cv_stash_rows<T, C::LB, C::RSTEP_B, C::LDB, BN>(tile, v, row0); }
 };
 
 // MODE 2 (Kg % 8 == 0, N % 4 == 0, aligned; float): a step covers 8 filters k0 .. k0 + 7 of one tap
@@ -749,11 +743,7 @@ struct CvBdA2 {  // column c, rows 4*kq .. 4*kq + 3 of a step: w[c, i, j, kofs +
             else cv_zero4(v[i]);
         }
     }
-    __device__ __forceinline__ void stash(T* tile) {
-#pragma unroll
-        for (int i = 0; i < C::LA; ++i)
-            cv_stash_trans<T, C::LDA>(tile, (threadIdx.x & 1) * 4, (threadIdx.x >> 1) + i * (C::NT / 2), v[i]);
-    }
+    __device__ __forceinline__ void stash(T* tile) { cv_stash_cols<T, C::LA, C::NT, C::LDA>(tile, v); }
 };
 
 template <typename T, int BM, int BN>
@@ -791,11 +781,7 @@ struct CvBdB2 {  // row l of a step: dy[kofs + k0 + l, oyb - ia, oxb - ib, n .. 
             else cv_zero4(v[i]);
         }
     }
-    __device__ __forceinline__ void stash(T* tile) {
-        const int row0 = threadIdx.x / (BN / 4), col = (threadIdx.x % (BN / 4)) * 4;
-#pragma unroll
-        for (int i = 0; i < C::LB; ++i) cv_stash_direct<T, C::LDB>(tile, row0 + i * C::RSTEP_B, col, v[i]);
-    }
+    __device__ __forceinline__ void stash(T* tile) { cv_stash_rows<T, C::LB, C::RSTEP_B, C::LDB, BN>(tile, v); }
 };
 
 template <typename T, int BM, int BN, int MODE>
@@ -1059,11 +1045,7 @@ struct CvBfA {
             }
         }
     }
-    __device__ __forceinline__ void stash(T* tile) {
-#pragma unroll
-        for (int i = 0; i < C::LA; ++i)
-            cv_stash_trans<T, C::LDA>(tile, kq * 4, (threadIdx.x >> 1) + i * (C::NT / 2), v[i]);
-    }
+    __device__ __forceinline__ void stash(T* tile) { cv_stash_cols<T, C::LA, C::NT, C::LDA>(tile, v); }
 };
 
 template <typename T, int BM, int BN>
@@ -1093,11 +1075,7 @@ struct CvBfB {
             for (int e = 0; e < 4; ++e) v[i][e] = (ok && p + e < p1) ? dy[base + i * kstep + p + e] : T(0);
         }
     }
-    __device__ __forceinline__ void stash(T* tile) {
-#pragma unroll
-        for (int i = 0; i < C::LB; ++i)
-            cv_stash_trans<T, C::LDB>(tile, kq * 4, (threadIdx.x >> 1) + i * (C::NT / 2), v[i]);
-    }
+    __device__ __forceinline__ void stash(T* tile) { cv_stash_cols<T, C::LB, C::NT, C::LDB>(tile, v); }
 };
 
 // MODE 2 (N % 8 == 0, Kg % 4 == 0, aligned; float): a step covers images n0 .. n0 + 7 of one output
@@ -1157,11 +1135,7 @@ struct CvBfA2 {  // column t = (c, i, j), rows 4*kq .. + 3: x[g*Cg + c, oy*s - p
             else cv_zero4(v[i]);
         }
     }
-    __device__ __forceinline__ void stash(T* tile) {
-#pragma unroll
-        for (int i = 0; i < C::LA; ++i)
-            cv_stash_trans<T, C::LDA>(tile, (threadIdx.x & 1) * 4, (threadIdx.x >> 1) + i * (C::NT / 2), v[i]);
-    }
+    __device__ __forceinline__ void stash(T* tile) { cv_stash_cols<T, C::LA, C::NT, C::LDA>(tile, v); }
 };
 
 template <typename T, int BM, int BN>
@@ -1186,11 +1160,7 @@ struct CvBfB2 {  // column k, rows 4*kq .. + 3: dy[kofs + k, p + 4*kq .. + 3]
             else cv_zero4(v[i]);
         }
     }
-    __device__ __forceinline__ void stash(T* tile) {
-#pragma unroll
-        for (int i = 0; i < C::LB; ++i)
-            cv_stash_trans<T, C::LDB>(tile, (threadIdx.x & 1) * 4, (threadIdx.x >> 1) + i * (C::NT / 2), v[i]);
-    }
+    __device__ __forceinline__ void stash(T* tile) { cv_stash_cols<T, C::LB, C::NT, C::LDB>(tile, v); }
 };
 
 template <typename T, int BM, int BN, int MODE>
