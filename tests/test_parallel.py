@@ -217,3 +217,38 @@ def test_fc_results_do_not_depend_on_the_thread_count(threads, monkeypatch):
     monkeypatch.setattr(fc, "SPLIT_MIN_MACS", 1 << 62)  # one matmul: the same up to rounding
     for a, r in zip(run(), ref):
         np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pool_and_norm_results_do_not_depend_on_blocks_or_threads(threads, monkeypatch, dtype):
+    """pool and the response norms work on blocks (channels, or rows for cmrnorm) on the thread
+    pool; any block size and thread count gives the same bits as one block on one thread."""
+    from pyconvnet.ops import norm, pool
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((7, 9, 8, 5)).astype(dtype)
+    kw = dict(size=3, scale=0.3, pow=0.75, min_div=1.5)
+
+    def run():
+        out = []
+        for mode in ("max", "avg"):
+            y = pool.pool_fwd(x, mode=mode, size=3, stride=2)
+            dy = np.linspace(-1, 1, y.size, dtype=dtype).reshape(y.shape)
+            out += [y, pool.pool_bwd(dy, x, y, mode=mode, size=3, stride=2)]
+        dy = np.linspace(-1, 1, x.size, dtype=dtype).reshape(x.shape)
+        for op in ("cmrnorm", "rnorm", "cnorm"):
+            y, d = getattr(norm, f"{op}_fwd")(x, **kw)
+            out += [y, d, getattr(norm, f"{op}_bwd")(dy, x, y, d, **kw)]
+        y, _ = norm.cmrnorm_fwd(x, keep_denom=False, **kw)
+        out += [y, norm.cmrnorm_bwd(dy, x, None, None, **kw)]
+        return out
+
+    monkeypatch.setattr(pool, "BLOCK_BYTES", 1 << 30)
+    monkeypatch.setattr(norm, "BLOCK_BYTES", 1 << 30)
+    threads(1)
+    ref = run()
+    for block_bytes, nt in ((2 * 9 * 8 * 5 * x.itemsize, 2), (1, 3)):  # blocks of 2, then of 1
+        monkeypatch.setattr(pool, "BLOCK_BYTES", block_bytes)
+        monkeypatch.setattr(norm, "BLOCK_BYTES", block_bytes)
+        threads(nt)
+        for a, r in zip(run(), ref):
+            _same(a, r)

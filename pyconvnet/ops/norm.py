@@ -25,13 +25,19 @@ and x alone.
 
 Window sums are separable: ``size`` strided slice-adds per axis. cnorm's sum of squared deviations
 is taken directly, one pass per size*size offset, avoiding the cancellation in sum(x^2) - n*m^2.
+Every op runs on blocks along an axis its windows do not cross (channels for rnorm and cnorm, rows
+for cmrnorm) of about BLOCK_BYTES each, on pyconvnet's CPU threads (`_by_blocks`): the same bits for
+any block size and thread count.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ._check import check_array, check_float, check_int, check_same_dtype, fail
+from ._parallel import blocks, run_blocks
 from .pool import window_counts, window_taps
+
+BLOCK_BYTES = 1 << 20  # blocks of one input array that the threads work on (see _by_blocks)
 
 
 def _at(axis: int, s: slice):
@@ -51,6 +57,24 @@ def _box(a, axes, size: int, transpose: bool = False):
                 out[_at(ax, o)] += a[_at(ax, r)]
         a = out
     return a
+
+
+def _by_blocks(axis, n_out, fn, *arrays):
+    """``fn`` applied to blocks of ``arrays`` (None passes through) along ``axis``, which the op's
+    windows do not cross, on a few threads: each block's work stays in cache and the two cores share
+    it. ``fn(*blocks)`` returns ``n_out`` arrays of its blocks' shape, gathered into new arrays of
+    arrays[0]'s shape and dtype; the result is the same as ``fn(*arrays)`` element for element."""
+    x = arrays[0]
+    length = x.shape[axis]
+    outs = [np.empty_like(x) for _ in range(n_out)]
+
+    def block(lo, hi):
+        at = _at(axis, slice(lo, hi))
+        for o, r in zip(outs, fn(*(None if a is None else a[at] for a in arrays))):
+            o[at] = r
+
+    run_blocks(block, blocks(length, BLOCK_BYTES * length // max(x.nbytes, 1)))
+    return outs
 
 
 def _params(op, x, size, scale, pow, min_div):
@@ -96,27 +120,36 @@ def cmrnorm_fwd(x, *, size, scale, pow, min_div=1.0, keep_denom=True):
     """Cross-map response norm. x (C, H, W, N) -> (y, denom), both (C, H, W, N), x's dtype;
     (y, None) with ``keep_denom=False`` (cmrnorm_bwd then recomputes denom from x)."""
     size, scale, pow, min_div = _params("cmrnorm_fwd", x, size, scale, pow, min_div)
-    y, denom = _finish_fwd(x, _box(np.square(x), (0,), size), scale / size, pow, min_div)
-    return (y, denom) if keep_denom else (y, None)
+
+    def fwd(xb):  # windows over channels: blocks of rows
+        y, denom = _finish_fwd(xb, _box(np.square(xb), (0,), size), scale / size, pow, min_div)
+        return (y, denom) if keep_denom else (y,)
+    out = _by_blocks(1, 2 if keep_denom else 1, fwd, x)
+    return (out[0], out[1]) if keep_denom else (out[0], None)
 
 
 def rnorm_fwd(x, *, size, scale, pow, min_div=1.0):
     """Same-map response norm. x (C, H, W, N) -> (y, denom), both (C, H, W, N), x's dtype."""
     size, scale, pow, min_div = _params("rnorm_fwd", x, size, scale, pow, min_div)
-    return _finish_fwd(x, _box(np.square(x), (1, 2), size), scale / size**2, pow, min_div)
+    return tuple(_by_blocks(0, 2, lambda xb: _finish_fwd(xb, _box(np.square(xb), (1, 2), size),
+                                                          scale / size**2, pow, min_div), x))
 
 
 def cnorm_fwd(x, *, size, scale, pow, min_div=1.0):
     """Contrast norm. x (C, H, W, N) -> (y, denom), both (C, H, W, N), x's dtype."""
     size, scale, pow, min_div = _params("cnorm_fwd", x, size, scale, pow, min_div)
     _, h, w, _ = x.shape
-    m = _mean(x, size)
-    s = np.zeros_like(x)
+    taps_h = list(window_taps(h, h, size, 1, -(size // 2)))
     taps_w = list(window_taps(w, w, size, 1, -(size // 2)))
-    for _, oy, ry in window_taps(h, h, size, 1, -(size // 2)):
-        for _, ox, rx in taps_w:
-            s[:, oy, ox] += np.square(x[:, ry, rx] - m[:, oy, ox])
-    return _finish_fwd(x, s, scale / size**2, pow, min_div)
+
+    def fwd(xb):  # windows within a channel: blocks of channels
+        m = _mean(xb, size)
+        s = np.zeros_like(xb)
+        for _, oy, ry in taps_h:
+            for _, ox, rx in taps_w:
+                s[:, oy, ox] += np.square(xb[:, ry, rx] - m[:, oy, ox])
+        return _finish_fwd(xb, s, scale / size**2, pow, min_div)
+    return tuple(_by_blocks(0, 2, fwd, x))
 
 
 def _rnorm_like_bwd(dy, x, y, denom, axes, size, alpha, pow):
@@ -133,24 +166,31 @@ def cmrnorm_bwd(dy, x, y, denom, *, size, scale, pow, min_div=1.0):
     size, scale, pow, min_div = _bwd_args("cmrnorm_bwd", dy, x, y, denom, size, scale, pow, min_div,
                                           optional=True)
     alpha = scale / size
-    if denom is not None:
-        return _rnorm_like_bwd(dy, x, y, denom, (0,), size, alpha, pow)
-    denom = min_div + alpha * _box(np.square(x), (0,), size)
-    p = np.power(denom, -pow)
-    t = _box(dy * x * (p / denom), (0,), size, transpose=True)
-    return dy * p - (2.0 * pow * alpha) * x * t
+
+    def bwd(dyb, xb, yb, db):  # windows over channels: blocks of rows
+        if db is not None:
+            return (_rnorm_like_bwd(dyb, xb, yb, db, (0,), size, alpha, pow),)
+        db = min_div + alpha * _box(np.square(xb), (0,), size)
+        p = np.power(db, -pow)
+        t = _box(dyb * xb * (p / db), (0,), size, transpose=True)
+        return (dyb * p - (2.0 * pow * alpha) * xb * t,)
+    return _by_blocks(1, 1, bwd, dy, x, y, denom)[0]
 
 
 def rnorm_bwd(dy, x, y, denom, *, size, scale, pow, min_div=1.0):
     """Gradient of rnorm_fwd. dy, x, y, denom (C, H, W, N), one dtype -> dx (C, H, W, N)."""
     size, scale, pow, _ = _bwd_args("rnorm_bwd", dy, x, y, denom, size, scale, pow, min_div)
-    return _rnorm_like_bwd(dy, x, y, denom, (1, 2), size, scale / size**2, pow)
+    return _by_blocks(0, 1, lambda *b: (_rnorm_like_bwd(*b, (1, 2), size, scale / size**2, pow),),
+                      dy, x, y, denom)[0]
 
 
 def cnorm_bwd(dy, x, y, denom, *, size, scale, pow, min_div=1.0):
     """Gradient of cnorm_fwd (through the window mean too). dy, x, y, denom (C, H, W, N) -> dx."""
     size, scale, pow, _ = _bwd_args("cnorm_bwd", dy, x, y, denom, size, scale, pow, min_div)
-    g = dy * y / denom
-    t = x * _box(g, (1, 2), size, transpose=True)
-    t -= _box(g * _mean(x, size), (1, 2), size, transpose=True)
-    return dy * np.power(denom, -pow) - (2.0 * pow * scale / size**2) * t
+
+    def bwd(dyb, xb, yb, db):  # windows within a channel: blocks of channels
+        g = dyb * yb / db
+        t = xb * _box(g, (1, 2), size, transpose=True)
+        t -= _box(g * _mean(xb, size), (1, 2), size, transpose=True)
+        return (dyb * np.power(db, -pow) - (2.0 * pow * scale / size**2) * t,)
+    return _by_blocks(0, 1, bwd, dy, x, y, denom)[0]

@@ -15,7 +15,9 @@ avg backward work separably (over rows, then columns: 2*size strided slice opera
 copy). The max backward is size*size strided slice-adds of ``dy * (x == y)``, one per window
 offset; within one offset the touched inputs are distinct, so the in-place adds are exact and
 deterministic. (A separable max backward through the row-stage maxima is also exact, but was not
-faster for 3/2 pooling.)
+faster for 3/2 pooling.) All of it runs on blocks of channels of about BLOCK_BYTES of x, on
+pyconvnet's CPU threads: each block's passes stay in cache, and the result does not depend on the
+block size or the thread count.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from ._check import check_array, check_int, check_same_dtype, fail
 from ._parallel import blocks, run_blocks
 
 MODES = ("max", "avg")
-BLOCK_BYTES = 1 << 20  # channel block of the max backward (see pool_bwd)
+BLOCK_BYTES = 1 << 20  # channel blocks of the forward and the max backward
 
 
 def window_taps(img: int, n_out: int, size: int, stride: int, start: int):
@@ -104,23 +106,32 @@ def pool_fwd(x, *, mode, size, stride, start=0, outputs=0):
     check_array(op, "x", x, ndim=4)
     oh, ow = _out_shape(op, x.shape, size, stride, start, outputs)
     c, h, w, n = x.shape
-    taps_h = window_taps(h, oh, size, stride, start)
-    taps_w = window_taps(w, ow, size, stride, start)
-    if mode == "max":
-        rows = np.full((c, oh, w, n), -np.inf, dtype=x.dtype)  # max over the window rows
+    taps_h = list(window_taps(h, oh, size, stride, start))
+    taps_w = list(window_taps(w, ow, size, stride, start))
+    y = np.empty((c, oh, ow, n), dtype=x.dtype)
+    cnt = None if mode == "max" else _counts(h, w, oh, ow, size, stride, start, x.dtype)
+
+    # Blocks of channels of about BLOCK_BYTES of x (on a few threads): the row stage's result is
+    # still in cache when the column stage reads it.
+    def block(c0, c1):
+        xs, ys = x[c0:c1], y[c0:c1]
+        if mode == "max":
+            rows = np.full((c1 - c0, oh, w, n), -np.inf, dtype=x.dtype)  # max over the window rows
+            for _, o, r in taps_h:
+                np.maximum(rows[:, o], xs[:, r], out=rows[:, o])
+            ys.fill(-np.inf)
+            for _, o, r in taps_w:
+                np.maximum(ys[:, :, o], rows[:, :, r], out=ys[:, :, o])
+            return
+        rows = np.zeros((c1 - c0, oh, w, n), dtype=x.dtype)  # sum over the window rows
         for _, o, r in taps_h:
-            np.maximum(rows[:, o], x[:, r], out=rows[:, o])
-        y = np.full((c, oh, ow, n), -np.inf, dtype=x.dtype)
+            rows[:, o] += xs[:, r]
+        ys.fill(0)
         for _, o, r in taps_w:
-            np.maximum(y[:, :, o], rows[:, :, r], out=y[:, :, o])
-        return y
-    rows = np.zeros((c, oh, w, n), dtype=x.dtype)  # sum over the window rows
-    for _, o, r in taps_h:
-        rows[:, o] += x[:, r]
-    y = np.zeros((c, oh, ow, n), dtype=x.dtype)
-    for _, o, r in taps_w:
-        y[:, :, o] += rows[:, :, r]
-    y /= _counts(h, w, oh, ow, size, stride, start, x.dtype)
+            ys[:, :, o] += rows[:, :, r]
+        ys /= cnt
+
+    run_blocks(block, blocks(c, BLOCK_BYTES // (h * w * n * x.itemsize)))
     return y
 
 
@@ -150,12 +161,13 @@ def pool_bwd(dy, x, y, *, mode, size, stride, start=0, outputs=0):
     c, h, w, n = x.shape
     taps_h = list(window_taps(h, oh, size, stride, start))
     taps_w = list(window_taps(w, ow, size, stride, start))
-    dx = np.zeros_like(x)
+    dx = np.empty_like(x)  # each block zeroes its own channels first (in parallel, in cache)
     if mode == "max":
         # Blocks of channels of about BLOCK_BYTES (on a few threads), so the size*size passes over a
         # block run in cache, with the mask and product written into per-block buffers.
         def block(c0, c1):
             cs = slice(c0, c1)
+            dx[cs].fill(0)
             eq = np.empty((c1 - c0, oh, ow, n), dtype=bool)
             prod = np.empty(eq.shape, dtype=x.dtype)
             for _, oy, ry in taps_h:
@@ -168,10 +180,17 @@ def pool_bwd(dy, x, y, *, mode, size, stride, start=0, outputs=0):
 
         run_blocks(block, blocks(c, BLOCK_BYTES // (h * w * n * x.itemsize)))
         return dx
-    drows = np.zeros((c, oh, w, n), dtype=x.dtype)  # gradient of the row-stage sums
-    g = dy / _counts(h, w, oh, ow, size, stride, start, dy.dtype)
-    for _, o, r in taps_w:
-        drows[:, :, r] += g[:, :, o]
-    for _, o, r in taps_h:
-        dx[:, r] += drows[:, o]
+    cnt = _counts(h, w, oh, ow, size, stride, start, dy.dtype)
+
+    def avg_block(c0, c1):
+        g = dy[c0:c1] / cnt
+        drows = np.zeros((c1 - c0, oh, w, n), dtype=x.dtype)  # gradient of the row-stage sums
+        for _, o, r in taps_w:
+            drows[:, :, r] += g[:, :, o]
+        d = dx[c0:c1]
+        d.fill(0)
+        for _, o, r in taps_h:
+            d[:, r] += drows[:, o]
+
+    run_blocks(avg_block, blocks(c, BLOCK_BYTES // (h * w * n * x.itemsize)))
     return dx
