@@ -390,6 +390,7 @@ def test_decoder_processes_serve_several_threads_and_report_a_dead_worker(tmp_pa
         t.join()
     for k in (0, 1):
         np.testing.assert_array_equal(got[k], want[k::2])
+    assert src._pool.decode_rows([], 8).shape == (0, 3, 8, 8)  # no files: no request, no error
     src._pool._procs[1].kill()
     src._pool._procs[1].wait()
     deadline = time.time() + 10

@@ -148,6 +148,8 @@ class DecoderPool:
         """uint8 (len(files), 3, size, size): every file decoded by `decode` (a copy-on-write map of
         the rows the workers wrote)."""
         shape = (len(files), 3, size, size)
+        if not files:
+            return np.empty(shape, dtype=np.uint8)
         fd, path = tempfile.mkstemp(prefix="pyconvnet-batch-", dir=_shared_dir())
         named = path
         proc = f"/proc/{os.getpid()}/fd/{fd}"
