@@ -302,3 +302,13 @@ def test_cmrnorm_recompute_bad_args():
         norm.cmrnorm_bwd(X.astype(np.float64), X, None, None, size=3, scale=1.0, pow=0.75)
     with pytest.raises(ValueError, match=r"cmrnorm_bwd: min_div must be > 0.0, got 0.0"):
         norm.cmrnorm_bwd(X, X, None, None, size=3, scale=1.0, pow=0.75, min_div=0.0)
+
+
+@pytest.mark.parametrize("op", ["cmrnorm", "rnorm", "cnorm"])
+def test_empty_batch(op):
+    """N = 0 gives empty outputs of the input's shape (the blocks of an empty batch)."""
+    x = np.zeros((4, 5, 5, 0), np.float32)
+    kw = dict(size=3, scale=0.1, pow=0.75)
+    y, d = getattr(norm, f"{op}_fwd")(x, **kw)
+    assert y.shape == d.shape == x.shape
+    assert getattr(norm, f"{op}_bwd")(x, x, y, d, **kw).shape == x.shape

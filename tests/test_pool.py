@@ -242,3 +242,13 @@ def test_pool_fwd_bad_args(x, kw, match):
 def test_pool_bwd_bad_args(dy, x, y, match):
     with pytest.raises(ValueError, match=match):
         pool_bwd(dy, x, y, mode="avg", size=2, stride=2)
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_empty_batch(mode):
+    """N = 0 gives empty outputs of the right shapes (the channel blocks of an empty batch)."""
+    x = np.zeros((4, 8, 8, 0), np.float32)
+    y = pool_fwd(x, mode=mode, size=3, stride=2)
+    assert y.shape == (4, 4, 4, 0) and y.dtype == np.float32
+    dx = pool_bwd(y, x, y, mode=mode, size=3, stride=2)
+    assert dx.shape == x.shape and dx.dtype == np.float32

@@ -57,6 +57,12 @@ def blocks(n: int, per: int):
     return [(lo, min(n, lo + per)) for lo in range(0, n, per)]
 
 
+def byte_blocks(n: int, item_bytes: int, block_bytes: int):
+    """`blocks` of about ``block_bytes`` each over n items of ``item_bytes`` each (at least one item
+    per block; items of 0 bytes, as in an empty batch, all go in one block)."""
+    return blocks(n, block_bytes // max(item_bytes, 1))
+
+
 def per_worker(n: int, make):
     """Per-thread scratch for ``run_tasks(fn, n)``: the returned ``get(worker)`` gives each worker
     its own ``make()`` result, made on its first use."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._check import check_array, check_float, check_int, check_same_dtype, fail
-from ._parallel import blocks, run_blocks
+from ._parallel import byte_blocks, run_blocks
 from .pool import window_counts, window_taps
 
 BLOCK_BYTES = 1 << 20  # blocks of one input array that the threads work on (see _by_blocks)
@@ -73,7 +73,7 @@ def _by_blocks(axis, n_out, fn, *arrays):
         for o, r in zip(outs, fn(*(None if a is None else a[at] for a in arrays))):
             o[at] = r
 
-    run_blocks(block, blocks(length, BLOCK_BYTES * length // max(x.nbytes, 1)))
+    run_blocks(block, byte_blocks(length, x.nbytes // max(length, 1), BLOCK_BYTES))
     return outs
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._check import check_array, check_int, check_same_dtype, fail
-from ._parallel import blocks, run_blocks
+from ._parallel import byte_blocks, run_blocks
 
 MODES = ("max", "avg")
 BLOCK_BYTES = 1 << 20  # channel blocks of the forward and the max backward
@@ -131,7 +131,7 @@ def pool_fwd(x, *, mode, size, stride, start=0, outputs=0):
             ys[:, :, o] += rows[:, :, r]
         ys /= cnt
 
-    run_blocks(block, blocks(c, BLOCK_BYTES // (h * w * n * x.itemsize)))
+    run_blocks(block, byte_blocks(c, h * w * n * x.itemsize, BLOCK_BYTES))
     return y
 
 
@@ -178,7 +178,7 @@ def pool_bwd(dy, x, y, *, mode, size, stride, start=0, outputs=0):
                     np.multiply(dy[cs, oy, ox], e, out=t)
                     np.add(d, t, out=d)
 
-        run_blocks(block, blocks(c, BLOCK_BYTES // (h * w * n * x.itemsize)))
+        run_blocks(block, byte_blocks(c, h * w * n * x.itemsize, BLOCK_BYTES))
         return dx
     cnt = _counts(h, w, oh, ow, size, stride, start, dy.dtype)
 
@@ -192,5 +192,5 @@ def pool_bwd(dy, x, y, *, mode, size, stride, start=0, outputs=0):
         for _, o, r in taps_h:
             d[:, r] += drows[:, o]
 
-    run_blocks(avg_block, blocks(c, BLOCK_BYTES // (h * w * n * x.itemsize)))
+    run_blocks(avg_block, byte_blocks(c, h * w * n * x.itemsize, BLOCK_BYTES))
     return dx
